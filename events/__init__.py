@@ -1,0 +1,1 @@
+"""The event log: the store, typed events, crypto-shredding, wake-ups and subscribers."""

@@ -1,0 +1,227 @@
+"""Asynchronous subscribers: checkpointed catch-up, woken by commits, one leader each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import asyncpg
+
+from events.notify import Waker
+from events.store import EventStore
+from events.types import RecordedEvent
+
+log = logging.getLogger(__name__)
+
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
+class RetryLater(Exception):
+    """A transient failure (mail server down): retry the event forever, with backoff."""
+
+
+class Subscriber(Protocol):
+    """A consumer of the global feed. `handle` must be idempotent: after a crash an
+    event may be offered again."""
+
+    name: str
+    types: Sequence[str] | None
+
+    async def handle(self, event: RecordedEvent) -> None: ...
+
+
+@dataclass
+class SubscriberStatus:
+    """What the runtime knows of one subscriber (exported as metrics)."""
+
+    leader: bool = False
+    handled: int = 0
+    failures: int = 0
+    skipped: int = 0
+    last_cursor: tuple[int, int] = (0, 0)
+    last_recorded_at: float | None = None
+    lag_seconds: float = 0.0
+
+
+@dataclass
+class RuntimeOptions:
+    """Timings of the runtime; tests shorten them."""
+
+    poll_seconds: float = 2.0
+    leader_retry_seconds: float = 2.0
+    batch_size: int = 200
+    max_attempts: int = 5
+    backoff_base: float = 0.1
+    backoff_cap: float = 30.0
+
+
+class SubscriberRuntime:
+    """Runs each subscriber in the one process that holds its advisory lock."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        connect: Connect,
+        waker: Waker,
+        subscribers: Sequence[Subscriber],
+        options: RuntimeOptions | None = None,
+    ) -> None:
+        self._store = store
+        self._connect = connect
+        self._waker = waker
+        self._subscribers = list(subscribers)
+        self._options = options or RuntimeOptions()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.status: dict[str, SubscriberStatus] = {s.name: SubscriberStatus() for s in subscribers}
+        self._idle: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in subscribers}
+
+    async def start(self) -> None:
+        """Start one task per subscriber; each waits to become leader, then follows."""
+        loop = asyncio.get_running_loop()
+        for sub in self._subscribers:
+            self._tasks.append(loop.create_task(self._lead(sub), name=f"subscriber:{sub.name}"))
+
+    async def stop(self) -> None:
+        """Stop every subscriber; their locks are released with their connections."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def wait_idle(self, name: str, timeout: float = 10.0) -> None:
+        """Wait until a subscriber has caught up with everything committed (for tests)."""
+        self._idle[name].clear()
+        self._waker.wake_local()
+        await asyncio.wait_for(self._idle[name].wait(), timeout)
+
+    async def _lead(self, sub: Subscriber) -> None:
+        status = self.status[sub.name]
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await self._connect()
+                got = await conn.fetchval(
+                    "SELECT pg_try_advisory_lock(hashtext('glue-subscriber'), hashtext($1))",
+                    sub.name,
+                )
+                if got:
+                    status.leader = True
+                    log.info("subscriber %s: leading", sub.name)
+                    await self._follow(sub, conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("subscriber %s: %s; retrying", sub.name, exc)
+            finally:
+                status.leader = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(self._options.leader_retry_seconds)
+
+    async def _follow(self, sub: Subscriber, lock_conn: asyncpg.Connection) -> None:
+        status = self.status[sub.name]
+        wake = self._waker.waiter()
+        try:
+            cursor = await self._checkpoint(sub.name)
+            while not lock_conn.is_closed():
+                wake.clear()
+                batch = await self._store.read_all(
+                    after=cursor, limit=self._options.batch_size, types=sub.types
+                )
+                for event in batch:
+                    await self._deliver(sub, event, status)
+                    cursor = await self._advance(sub.name, cursor, event)
+                    status.last_cursor = cursor
+                    status.last_recorded_at = event.recorded_at.timestamp()
+                    status.lag_seconds = max(0.0, time.time() - event.recorded_at.timestamp())
+                if len(batch) == self._options.batch_size:
+                    continue
+                status.lag_seconds = 0.0
+                self._idle[sub.name].set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self._options.poll_seconds)
+                # Leadership is tied to the lock connection: prove it is alive.
+                await lock_conn.fetchval("SELECT 1")
+        finally:
+            self._waker.forget(wake)
+
+    async def _deliver(
+        self, sub: Subscriber, event: RecordedEvent, status: SubscriberStatus
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                await sub.handle(event)
+                status.handled += 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except RetryLater as exc:
+                attempt += 1
+                status.failures += 1
+                log.warning("subscriber %s: %s at %s, retrying", sub.name, exc, event.cursor)
+            except Exception:
+                attempt += 1
+                status.failures += 1
+                log.exception(
+                    "subscriber %s failed on %s (attempt %d)", sub.name, event.cursor, attempt
+                )
+                if attempt >= self._options.max_attempts:
+                    status.skipped += 1
+                    log.error("subscriber %s: skipping poison event %s", sub.name, event.cursor)
+                    return
+            delay = min(self._options.backoff_cap, self._options.backoff_base * 2 ** (attempt - 1))
+            await asyncio.sleep(delay)
+
+    async def _checkpoint(self, name: str) -> tuple[int, int]:
+        async with self._store.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO subscriber_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", name
+            )
+            row = await conn.fetchrow(
+                "SELECT transaction_id, position FROM subscriber_checkpoints WHERE name = $1", name
+            )
+        return row["transaction_id"], row["position"]
+
+    async def _advance(
+        self, name: str, cursor: tuple[int, int], event: RecordedEvent
+    ) -> tuple[int, int]:
+        # Compare-and-set: a deposed leader that wakes up late cannot move the
+        # checkpoint its successor already owns.
+        new = (event.transaction_id, event.position)
+        async with self._store.pool.acquire() as conn:
+            done = await conn.fetchval(
+                """UPDATE subscriber_checkpoints
+                   SET transaction_id = $2, position = $3, updated_at = now()
+                   WHERE name = $1 AND transaction_id = $4 AND position = $5
+                   RETURNING 1""",
+                name,
+                new[0],
+                new[1],
+                cursor[0],
+                cursor[1],
+            )
+        if done is None:
+            raise RuntimeError(f"checkpoint of {name} moved under us; giving up leadership")
+        return new
+
+
+@dataclass
+class Subscription:
+    """A subscriber made from a plain function (handy for tests and small consumers)."""
+
+    name: str
+    fn: Callable[[RecordedEvent], Awaitable[None]]
+    types: Sequence[str] | None = field(default=None)
+
+    async def handle(self, event: RecordedEvent) -> None:
+        """Call the function."""
+        await self.fn(event)

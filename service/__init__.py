@@ -1,0 +1,1 @@
+"""glue-customers: the HTTP service (entrypoint), its domain, auth and mail."""

@@ -1,0 +1,1 @@
+"""Authentication: password hashing, tokens, the login blocker, the request principal."""

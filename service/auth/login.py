@@ -1,0 +1,74 @@
+"""Password login shared by /access-tokens and the OAuth password grant."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from events.customer import CustomerPasswordChanged, customer_stream
+from events.store import ConcurrencyError
+from events.types import NewEvent
+from service.auth import refresh
+from service.domain.errors import AuthenticationFailed
+from service.typedefs import CLOCK, HASHER, POOL, SETTINGS, STORE, TOKENS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What a successful login or refresh hands out."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+async def issue_pair(app: web.Application, reference: str, generation: int) -> TokenPair:
+    """A fresh access token and a refresh token in a new family."""
+    settings = app[SETTINGS]
+    access = app[TOKENS].issue_customer(reference, generation)
+    refresh_token = await refresh.issue(
+        app[POOL], reference, app[CLOCK].now(), settings.refresh_token_ttl
+    )
+    return TokenPair(access, settings.access_token_ttl, refresh_token, settings.refresh_token_ttl)
+
+
+async def authenticate(app: web.Application, username: str, password: str) -> tuple[str, int]:
+    """(reference, token generation) for valid credentials of a confirmed customer.
+
+    Unknown emails verify against a dummy hash, so every failure costs the same.
+    """
+    row = await app[POOL].fetchrow(
+        """SELECT c.customer_reference, c.password_hash, c.confirmed_at, c.token_generation
+           FROM customer_emails e JOIN customers c USING (customer_reference)
+           WHERE e.email_lower = $1""",
+        username.strip().lower(),
+    )
+    hasher = app[HASHER]
+    ok = await hasher.verify(row["password_hash"] if row else None, password)
+    if not ok or row is None or row["confirmed_at"] is None:
+        raise AuthenticationFailed()
+    if hasher.needs_rehash(row["password_hash"]):
+        await _rehash(app, row["customer_reference"], password)
+    return row["customer_reference"], row["token_generation"]
+
+
+async def _rehash(app: web.Application, reference: str, password: str) -> None:
+    # Best effort: a lost race just means the next login tries again.
+    new_hash = await app[HASHER].hash(password)
+    store = app[STORE]
+    stream = customer_stream(reference)
+    try:
+        version = await store.stream_version(stream)
+        await store.append(
+            stream,
+            [NewEvent(CustomerPasswordChanged(password_hash=new_hash, reason="rehash"))],
+            version,
+            {"actor": "system", "reason": "argon2 parameters changed"},
+        )
+    except ConcurrencyError:
+        log.info("rehash of %s lost a race; will retry at next login", reference)

@@ -1,0 +1,55 @@
+"""argon2id password hashing off the event loop, with bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+
+class PasswordHasher:
+    """Hashes and verifies in a small thread pool; callers queue in front of it."""
+
+    def __init__(self, memory_kib: int, time_cost: int, workers: int) -> None:
+        self._ph = argon2.PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=1, type=argon2.Type.ID
+        )
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="argon2")
+        # Hashes wait here, not in the executor, so a burst cannot pile up work
+        # that keeps running after its requests were abandoned.
+        self._slots = asyncio.Semaphore(max(1, workers))
+        self._dummy = self._ph.hash("not a real password: equalises timing")
+
+    async def hash(self, password: str) -> str:
+        """An argon2id hash of the password."""
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._ph.hash, password
+            )
+
+    async def verify(self, hashed: str | None, password: str) -> bool:
+        """Whether the password matches; with no hash, burns the same time and says no."""
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._verify, hashed, password
+            )
+
+    def _verify(self, hashed: str | None, password: str) -> bool:
+        try:
+            ok = self._ph.verify(hashed or self._dummy, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return ok and hashed is not None
+
+    def needs_rehash(self, hashed: str) -> bool:
+        """Whether the hash was made with other parameters than today's."""
+        try:
+            return self._ph.check_needs_rehash(hashed)
+        except InvalidHashError:
+            return True
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

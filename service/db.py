@@ -1,0 +1,59 @@
+"""The connection pool and the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_VERSION = 1
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection configured like the pool's."""
+    conn = await asyncpg.connect(dsn, server_settings=_SERVER_SETTINGS)
+    await _init_connection(conn)
+    return conn
+
+
+# A session left idle inside a transaction would hold back every feed reader
+# (they fence on the oldest running transaction), so the server ends it.
+_SERVER_SETTINGS = {
+    "application_name": "glue-customers",
+    "idle_in_transaction_session_timeout": "15000",
+}
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    """A pool whose connections speak JSON for json/jsonb."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings=_SERVER_SETTINGS,
+        command_timeout=30,
+    )
+
+
+async def apply_schema(conn: asyncpg.Connection) -> None:
+    """Apply schema.sql (idempotent), one process at a time."""
+    sql = SCHEMA_FILE.read_text()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('glue-customers-schema'))")
+        await conn.execute(sql)
+
+
+async def schema_version(conn: asyncpg.Connection | asyncpg.Pool) -> int | None:
+    """The newest applied schema version, or None before the first migration."""
+    try:
+        return await conn.fetchval("SELECT max(version) FROM schema_migrations")
+    except asyncpg.UndefinedTableError:
+        return None

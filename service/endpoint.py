@@ -1,0 +1,46 @@
+"""What each route declares about itself: the middlewares and the OpenAPI read it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+
+from service.errors import GlueErrorObject
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Auth = Literal["none", "optional", "customer", "client", "any"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Route facts checked before the handler runs, in the SPEC's order."""
+
+    auth: Auth = "none"
+    # JSON:API resource type a body must carry; None: the route takes no JSON:API body.
+    body_type: str | None = None
+    # Set on the id-less twin of a PATCH/DELETE route: the error to answer once
+    # the body passed its shape check (e.g. 405 "Customer reference is missing.").
+    missing_id: GlueErrorObject | None = None
+    # Scope a client token must hold (auth "client" or "any").
+    scope: str | None = None
+    summary: str = ""
+
+
+def endpoint(**kwargs: object) -> Callable[[Handler], Handler]:
+    """Attach an Endpoint to a handler."""
+    spec = Endpoint(**kwargs)  # type: ignore[arg-type]
+
+    def decorate(handler: Handler) -> Handler:
+        handler.endpoint = spec  # type: ignore[attr-defined]
+        return handler
+
+    return decorate
+
+
+def endpoint_of(request: web.Request) -> Endpoint:
+    """The Endpoint of the matched route (a default one for framework routes)."""
+    handler = getattr(request.match_info, "handler", None)
+    return getattr(handler, "endpoint", None) or Endpoint()

@@ -1,0 +1,58 @@
+"""Structured JSON logs on stderr, tagged with the request id, secrets redacted."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+# Values that must never reach a log line, whatever a developer passes in.
+_SECRET = re.compile(
+    r"(?i)(\"?(?:password|newPassword|confirmPassword|accessToken|refreshToken|refresh_token|"
+    r"access_token|client_secret|secret|registrationKey|restorePasswordKey|token|authorization)"
+    r"\"?\s*[:=]\s*)(\"[^\"]*\"|[^\s,&}]+)"
+)
+_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str) -> str:
+    """Mask secrets (passwords, tokens, keys) in a log message."""
+    return _BEARER.sub("Bearer [redacted]", _SECRET.sub(r"\1[redacted]", text))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str) -> None:
+    """Route every logger to JSON on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

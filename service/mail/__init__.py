@@ -1,0 +1,1 @@
+"""Outgoing mail: the mailer subscriber, message texts, and the local sink."""

@@ -1,0 +1,114 @@
+"""The mailer subscriber: confirmation and restore mails, once per event."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import aiosmtplib
+import asyncpg
+
+from events.subscribers import RetryLater
+from events.types import RecordedEvent
+from service.auth.onetime import REGISTRATION, RESTORE, OneTimeKeys
+from service.config import Settings
+from service.mail import messages
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SmtpTarget:
+    """Where mail goes."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 10.0
+
+
+class Mailer:
+    """Sends the mail an event asks for; a delivery row per event id makes it once-only."""
+
+    name = "mailer"
+    types = ("CustomerCreated", "CustomerPasswordResetRequested")
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        smtp: SmtpTarget,
+        keys: OneTimeKeys,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._pool = pool
+        self._smtp = smtp
+        self._keys = keys
+        self._settings = settings
+        self._metrics = metrics
+
+    async def handle(self, event: RecordedEvent) -> None:
+        """Send the event's mail unless it was delivered already."""
+        if event.erased:
+            return  # the customer was anonymised before we got to it
+        delivered = await self._pool.fetchval(
+            "SELECT delivered_at IS NOT NULL FROM mail_deliveries WHERE event_id = $1",
+            event.event_id,
+        )
+        if delivered:
+            return
+        msg = await self._compose(event)
+        if msg is None:
+            return
+        try:
+            await aiosmtplib.send(
+                msg,
+                hostname=self._smtp.host,
+                port=self._smtp.port,
+                username=self._smtp.username,
+                password=self._smtp.password,
+                start_tls=self._smtp.starttls,
+                timeout=self._smtp.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            if self._metrics is not None:
+                self._metrics.mail_failures.inc()
+            await self._pool.execute(
+                """INSERT INTO mail_deliveries (event_id, kind, attempts) VALUES ($1, $2, 1)
+                   ON CONFLICT (event_id) DO UPDATE SET attempts = mail_deliveries.attempts + 1""",
+                event.event_id,
+                event.event_type,
+            )
+            raise RetryLater(f"SMTP: {exc}") from exc
+        await self._pool.execute(
+            """INSERT INTO mail_deliveries (event_id, kind, attempts, delivered_at)
+               VALUES ($1, $2, 1, now())
+               ON CONFLICT (event_id) DO UPDATE
+               SET attempts = mail_deliveries.attempts + 1, delivered_at = now()""",
+            event.event_id,
+            event.event_type,
+        )
+        if self._metrics is not None:
+            self._metrics.mail_sent.labels(event.event_type).inc()
+
+    async def _compose(self, event: RecordedEvent) -> EmailMessage | None:
+        sender = self._settings.mail_from
+        message_id = f"<{event.event_id}@glue-customers>"
+        base = self._settings.storefront_url
+        if event.event_type == "CustomerCreated":
+            key = self._keys.key(REGISTRATION, event.event_id)
+            link = f"{base}/register/confirm?token={key}"
+            return messages.confirmation(sender, event.payload["email"], link, message_id)
+        ref = event.stream_id.removeprefix("customer-")
+        email = await self._pool.fetchval(
+            "SELECT email FROM customers WHERE customer_reference = $1", ref
+        )
+        if email is None:
+            return None
+        key = self._keys.key(RESTORE, event.event_id)
+        link = f"{base}/password/restore?token={key}"
+        return messages.password_restore(sender, email, link, message_id)

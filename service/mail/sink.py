@@ -1,0 +1,90 @@
+"""A local SMTP sink (aiosmtpd): stores every message, logs the links in it."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import re
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+log = logging.getLogger(__name__)
+_LINK = re.compile(r"https?://\S+")
+
+
+class MailSink:
+    """Receives mail on loopback. Optionally refuses the first `fail_first` messages
+    with a temporary error, to exercise the mailer's retries."""
+
+    def __init__(self, directory: Path | None = None, fail_first: int = 0) -> None:
+        self.directory = directory
+        self.fail_first = fail_first
+        self.messages: list[EmailMessage] = []
+        self.refused = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._arrived = asyncio.Condition()
+        self.port = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """aiosmtpd hook: accept (or deliberately refuse) one message."""
+        if self.refused < self.fail_first:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
+        raw: Any = envelope.original_content or envelope.content
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / f"{len(self.messages):06d}.eml").write_bytes(raw)
+        body = msg.get_body(("plain",))
+        links = _LINK.findall(body.get_content() if body is not None else "")
+        log.info("mail to %s: %s", msg["To"], " ".join(links))
+        async with self._arrived:
+            self._arrived.notify_all()
+        return "250 OK"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on host:port (0 picks a free port); returns the port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="glue-sink", ident="glue-customers sink"), host, port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def wait_for(
+        self, predicate: Callable[[EmailMessage], bool], timeout: float = 10.0
+    ) -> EmailMessage:
+        """The first stored message matching `predicate`, waiting for it to arrive."""
+
+        def found() -> EmailMessage | None:
+            return next((m for m in self.messages if predicate(m)), None)
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: found() is not None), timeout)
+        result = found()
+        assert result is not None
+        return result
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """Every stored message for one recipient."""
+        return [m for m in self.messages if str(m["To"]).lower() == address.lower()]
+
+
+def links_in(msg: EmailMessage) -> list[str]:
+    """Every URL in a message's plain-text body."""
+    body = msg.get_body(("plain",))
+    return _LINK.findall(body.get_content() if body is not None else "")

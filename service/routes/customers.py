@@ -1,0 +1,211 @@
+"""/customers: registration, read, partial update, anonymisation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from events.customer import (
+    PROFILE_FIELDS,
+    CustomerAnonymized,
+    CustomerCreated,
+    CustomerUpdated,
+    customer_stream,
+)
+from events.types import Event, NewEvent
+from service.auth import refresh
+from service.auth.onetime import REGISTRATION, key_hash
+from service.commands import metadata_of, run
+from service.domain.customer import CustomerState
+from service.domain.errors import (
+    CustomerNotFound,
+    EmailTaken,
+    NotOwner,
+    PasswordCharsetInvalid,
+    PasswordsDiffer,
+)
+from service.endpoint import endpoint
+from service.errors import REFERENCE_MISSING
+from service.jsonapi import Body, collection, includes, no_content, single
+from service.middlewares import principal_of
+from service.resources import address_resource, customer_resource
+from service.schemas.customers import ProfileSchema, RegistrationSchema
+from service.typedefs import BODY, CLOCK, HASHER, ONETIME, POOL, SETTINGS, STORE
+
+
+def is_unique_violation_of(exc: asyncpg.UniqueViolationError, table: str) -> bool:
+    """Whether a unique violation came from a given table's keys."""
+    return (exc.table_name or "") == table or (exc.constraint_name or "").startswith(table)
+
+
+async def _row(pool: asyncpg.Pool, ref: str) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT * FROM customers WHERE customer_reference = $1", ref)
+
+
+async def _email_holder(pool: asyncpg.Pool, email: str) -> str | None:
+    return await pool.fetchval(
+        "SELECT customer_reference FROM customer_emails WHERE email_lower = $1", email.lower()
+    )
+
+
+@endpoint(auth="optional", body_type="customers", summary="Register a customer.")
+async def register(request: web.Request) -> web.Response:
+    """Validate, hash the password off the loop, reserve the email and record CustomerCreated."""
+    body: Body = request[BODY]
+    attrs = RegistrationSchema().check(body.attributes)
+    password: str = attrs["password"]
+    if not password.isprintable():
+        raise PasswordCharsetInvalid()
+    if password != attrs["confirm_password"]:
+        raise PasswordsDiffer()
+    app = request.app
+    pool = app[POOL]
+    # Cheap early answer; the reservation's unique key is what decides under races.
+    if await _email_holder(pool, attrs["email"]) is not None:
+        raise EmailTaken()
+    password_hash = await app[HASHER].hash(password)
+    store = app[STORE]
+    event_id = uuid.uuid4()
+    registration_key = app[ONETIME].key(REGISTRATION, event_id)
+    try:
+        async with store.transaction() as conn:
+            number = await conn.fetchval("SELECT nextval('customer_reference_seq')")
+            ref = f"{app[SETTINGS].store}--{number}"
+            event = CustomerCreated(
+                customer_reference=ref,
+                email=attrs["email"],
+                salutation=attrs["salutation"],
+                first_name=attrs["first_name"],
+                last_name=attrs["last_name"],
+                gender=attrs.get("gender"),
+                date_of_birth=attrs.get("date_of_birth"),
+                password_hash=password_hash,
+                registration_key_hash=key_hash(registration_key),
+                store=app[SETTINGS].store,
+            )
+            metadata = metadata_of(request)
+            await store.append(
+                customer_stream(ref), [NewEvent(event, event_id)], 0, metadata, conn=conn
+            )
+            row = await conn.fetchrow("SELECT * FROM customers WHERE customer_reference = $1", ref)
+    except asyncpg.UniqueViolationError as exc:
+        if is_unique_violation_of(exc, "customer_emails"):
+            raise EmailTaken() from None
+        raise
+    return single(request, customer_resource(row), status=201)
+
+
+@endpoint(auth="customer", summary="The token's customer, as a collection of one.")
+async def list_customers(request: web.Request) -> web.Response:
+    """Exactly the token's customer."""
+    ref = principal_of(request).customer_reference
+    row = await _row(request.app[POOL], ref or "")
+    return collection(request, [customer_resource(row)] if row is not None else [])
+
+
+@endpoint(auth="customer", summary="One customer (the token's own).")
+async def get_customer(request: web.Request) -> web.Response:
+    """The customer, with its addresses when `include=addresses`."""
+    ref = request.match_info["ref"]
+    if principal_of(request).customer_reference != ref:
+        raise CustomerNotFound()
+    pool = request.app[POOL]
+    row = await _row(pool, ref)
+    if row is None:
+        raise CustomerNotFound()
+    resource = customer_resource(row)
+    if "addresses" in includes(request):
+        rows = await pool.fetch(
+            "SELECT * FROM addresses WHERE customer_reference = $1 ORDER BY created_at, uuid", ref
+        )
+        resource.relationships["addresses"] = [address_resource(r) for r in rows]
+    return single(request, resource)
+
+
+@endpoint(auth="customer", body_type="customers", summary="Change some attributes of a customer.")
+async def patch_customer(request: web.Request) -> web.Response:
+    """Apply the attributes sent; email stays unique."""
+    ref = request.match_info["ref"]
+    attrs = ProfileSchema().check(request[BODY].attributes, partial=True)
+    if principal_of(request).customer_reference != ref:
+        raise NotOwner()
+    pool = request.app[POOL]
+    if "email" in attrs:
+        holder = await _email_holder(pool, attrs["email"])
+        if holder is not None and holder != ref:
+            raise EmailTaken()
+
+    def decide(state: CustomerState) -> Sequence[Event]:
+        if not state.exists:
+            raise CustomerNotFound()
+        changed = [
+            name
+            for name in PROFILE_FIELDS
+            if name in attrs and attrs[name] != state.profile.get(name)
+        ]
+        if not changed:
+            return []
+        values: dict[str, Any] = {name: attrs[name] for name in changed}
+        return [CustomerUpdated(changed=changed, **values)]
+
+    try:
+        await run(request, customer_stream(ref), decide)
+    except asyncpg.UniqueViolationError as exc:
+        if is_unique_violation_of(exc, "customer_emails"):
+            raise EmailTaken() from None
+        raise
+    row = await _row(pool, ref)
+    if row is None:
+        raise CustomerNotFound()
+    return single(request, customer_resource(row))
+
+
+@endpoint(auth="customer", summary="Anonymise a customer.")
+async def delete_customer(request: web.Request) -> web.Response:
+    """Record CustomerAnonymized, destroy the data key, revoke every token."""
+    ref = request.match_info["ref"]
+    if principal_of(request).customer_reference != ref:
+        raise NotOwner()
+    store = request.app[STORE]
+    stream = customer_stream(ref)
+    now = request.app[CLOCK].now()
+
+    def decide(state: CustomerState) -> Sequence[Event]:
+        if not state.exists:
+            raise CustomerNotFound()
+        return [CustomerAnonymized()]
+
+    async def shred(conn: asyncpg.Connection, state: CustomerState) -> None:
+        await store.erase(conn, stream)
+        await refresh.revoke_all(conn, ref, now)
+
+    await run(request, stream, decide, after=shred)
+    return no_content()
+
+
+@endpoint(auth="customer", body_type="customers", missing_id=REFERENCE_MISSING)
+async def patch_without_reference(request: web.Request) -> web.Response:  # pragma: no cover
+    """Never reached: the checks middleware answers 405 first."""
+    raise AssertionError
+
+
+@endpoint(auth="customer", missing_id=REFERENCE_MISSING)
+async def delete_without_reference(request: web.Request) -> web.Response:  # pragma: no cover
+    """Never reached: the checks middleware answers 405 first."""
+    raise AssertionError
+
+
+def setup(app: web.Application) -> None:
+    """Register the /customers routes."""
+    r = app.router
+    r.add_post("/customers", register, name="customers-register")
+    r.add_get("/customers", list_customers, name="customers-list", allow_head=False)
+    r.add_patch("/customers", patch_without_reference, name="customers-patch-no-ref")
+    r.add_delete("/customers", delete_without_reference, name="customers-delete-no-ref")
+    r.add_get("/customers/{ref}", get_customer, name="customers-get", allow_head=False)
+    r.add_patch("/customers/{ref}", patch_customer, name="customers-patch")
+    r.add_delete("/customers/{ref}", delete_customer, name="customers-delete")

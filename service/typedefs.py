@@ -1,0 +1,36 @@
+"""Every piece of shared application state, as typed `web.AppKey`s."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from events.store import EventStore
+    from events.subscribers import SubscriberRuntime
+    from service.auth.blocker import LoginBlocker
+    from service.auth.onetime import OneTimeKeys
+    from service.auth.passwords import PasswordHasher
+    from service.auth.tokens import Principal, TokenService
+    from service.clock import Clock
+    from service.config import Settings
+    from service.jsonapi import Body
+    from service.metrics import Metrics
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
+STORE: web.AppKey[EventStore] = web.AppKey("store")
+HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
+TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
+SUBSCRIBERS: web.AppKey[SubscriberRuntime] = web.AppKey("subscribers")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+BLOCKER: web.AppKey[LoginBlocker] = web.AppKey("blocker")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+ONETIME: web.AppKey[OneTimeKeys] = web.AppKey("onetime")
+
+# Per-request state set by the middlewares.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+BODY: web.RequestKey[Body] = web.RequestKey("body")
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
