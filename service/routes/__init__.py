@@ -1,13 +1,17 @@
-"""HTTP routes, one module per resource; `setup_routes` registers them all."""
+"""HTTP routes, one module per resource; every module here with a `setup(app)` is registered."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import importlib
+import pkgutil
 
-from service.routes import access_tokens, confirmation, customers, health
+from aiohttp import web
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register every route of the service."""
-    for module in (health, customers, confirmation, access_tokens):
-        module.setup(app)
+    """Register the routes of every module in this package (sorted, so order is stable)."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        setup = getattr(module, "setup", None)
+        if callable(setup):
+            setup(app)
