@@ -33,7 +33,7 @@ verify: $(STAMP)
 	$(BIN)/python -m service verify
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
