@@ -30,5 +30,14 @@ def start_embedded(data_dir: Path, *, throwaway: bool = False) -> tuple[Any, str
 
 
 def stop_embedded(server: Any) -> None:
-    """Stop the server (and delete a throwaway one's data)."""
+    """Stop the server (and delete a throwaway one's data).
+
+    The wheel stops the server only when the last process that opened it lets
+    go, counting pids in a file; a process killed earlier (kill -9) leaves its
+    pid behind and would keep the server running forever, so dead pids go first.
+    """
+    import psutil
+
+    handles = server.global_process_id_list
+    handles.put([pid for pid in handles.get() if psutil.pid_exists(pid)])
     server.cleanup()
