@@ -22,6 +22,7 @@ from service.config import Settings
 from service.mail.mailer import Mailer, SmtpTarget
 from service.metrics import Metrics
 from service.middlewares import checks, outermost
+from service.products import lookup_context
 from service.routes import setup_routes
 from service.typedefs import (
     CLOCK,
@@ -113,6 +114,6 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
         yield
         await runtime.stop()
 
-    app.cleanup_ctx.extend([database, hasher, subscribers])
+    app.cleanup_ctx.extend([database, hasher, subscribers, lookup_context])
     setup_routes(app)
     return app

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from service.config import Settings
     from service.jsonapi import Body
     from service.metrics import Metrics
+    from service.products import ProductLookup
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
@@ -29,6 +30,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 BLOCKER: web.AppKey[LoginBlocker] = web.AppKey("blocker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ONETIME: web.AppKey[OneTimeKeys] = web.AppKey("onetime")
+PRODUCTS: web.AppKey[ProductLookup] = web.AppKey("products")
 
 # Per-request state set by the middlewares.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
