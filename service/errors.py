@@ -109,6 +109,7 @@ _DOMAIN: dict[type[d.DomainError], GlueErrorObject] = {
     d.AddressNotFound: ADDRESS_NOT_FOUND,
     d.SubscriptionExists: SUBSCRIPTION_EXISTS,
     d.SubscriptionNotFound: SUBSCRIPTION_NOT_FOUND,
+    d.NotSubscriptionOwner: SUBSCRIPTION_UNAUTHORIZED,
     d.ProductNotFound: PRODUCT_NOT_FOUND,
     d.ProductLookupUnavailable: SERVICE_UNAVAILABLE,
     d.ConcurrentModification: CONFLICT,

@@ -71,6 +71,10 @@ class SubscriptionNotFound(DomainError):
     """No subscription with this key."""
 
 
+class NotSubscriptionOwner(NotOwner):
+    """Another customer's availability subscriptions (Glue answers 4606, not 802)."""
+
+
 class ProductNotFound(DomainError):
     """The product lookup does not know the SKU."""
 
