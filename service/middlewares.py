@@ -49,7 +49,8 @@ _DB_DOWN = (
 )
 
 
-def _locale(request: web.Request) -> str:
+def locale_of(request: web.Request) -> str:
+    """The configured locale `Accept-Language` asks for (the first configured one if none)."""
     locales = request.app[SETTINGS].locales
     header = request.headers.get("Accept-Language", "")
     for part in header.split(","):
@@ -93,7 +94,7 @@ async def outermost(request: web.Request, handler: Handler) -> web.StreamRespons
             response = error_response([INTERNAL])
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
-            response.headers["Content-Language"] = _locale(request)
+            response.headers["Content-Language"] = locale_of(request)
             for name, value in _SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
         elapsed = time.perf_counter() - started
