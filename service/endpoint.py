@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -27,6 +27,19 @@ class Endpoint:
     # Scope a client token must hold (auth "client" or "any").
     scope: str | None = None
     summary: str = ""
+    # For the OpenAPI document (service/openapi.py); all optional.
+    # The marshmallow schema class of the body's attributes.
+    schema: type | None = None
+    # The success status when not the method's usual one (POST 201, DELETE 204, else 200).
+    status: int | None = None
+    # The success response's media type.
+    content_type: str = "application/vnd.api+json"
+    # Extra OpenAPI response objects by status ("200", "503", ...), merged over the defaults.
+    responses: Mapping[str, Any] | None = None
+    # A raw OpenAPI requestBody for routes that take no JSON:API body (e.g. a form).
+    request_body: Mapping[str, Any] | None = None
+    # Query parameters the route reads, as OpenAPI parameter objects.
+    query: tuple[Mapping[str, Any], ...] = ()
 
 
 def endpoint(**kwargs: object) -> Callable[[Handler], Handler]:
