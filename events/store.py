@@ -67,6 +67,14 @@ ORDER BY e.transaction_id, e.position
 LIMIT $5
 """
 
+# The same read without the fence, for a reader that has excluded in-flight appends
+# itself: one holding LOCK TABLE events IN SHARE MODE, or reading inside one
+# REPEATABLE READ snapshot (a rebuild's final catch-up). Anywhere else it can skip.
+_READ_ALL_UNFENCED = _READ_ALL.replace(
+    "  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())\n", ""
+)
+assert _READ_ALL_UNFENCED != _READ_ALL
+
 _READ_STREAM = f"""
 SELECT {_COLUMNS}
 FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
@@ -257,11 +265,16 @@ class EventStore:
         types: Sequence[str] | None = None,
         stream_id: str | None = None,
         conn: asyncpg.Connection | None = None,
+        fenced: bool = True,
     ) -> list[RecordedEvent]:
-        """Committed events after a cursor, oldest first; never skips nor reorders."""
+        """Committed events after a cursor, oldest first; never skips nor reorders.
+
+        `fenced=False` is only for callers that excluded in-flight appends themselves
+        (see _READ_ALL_UNFENCED)."""
         tx, pos = after or (0, 0)
+        query = _READ_ALL if fenced else _READ_ALL_UNFENCED
         rows = await (conn or self.pool).fetch(
-            _READ_ALL, tx, pos, list(types) if types else None, stream_id, limit
+            query, tx, pos, list(types) if types else None, stream_id, limit
         )
         return self._decode(rows)
 
