@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -14,9 +16,12 @@ from events.store import EventStore
 from events.subscribers import RuntimeOptions, Subscriber, SubscriberRuntime
 from projections import inline_projections
 from service import db, keys
+from service.auth.blocker import LoginBlocker
+from service.auth.housekeeping import sweep_periodically
 from service.auth.onetime import OneTimeKeys
 from service.auth.passwords import PasswordHasher
 from service.auth.tokens import TokenService
+from service.background import Background
 from service.clock import Clock
 from service.config import Settings
 from service.mail.mailer import Mailer, SmtpTarget
@@ -25,6 +30,8 @@ from service.middlewares import checks, outermost
 from service.products import lookup_context
 from service.routes import setup_routes
 from service.typedefs import (
+    BACKGROUND,
+    BLOCKER,
     CLOCK,
     HASHER,
     METRICS,
@@ -50,6 +57,8 @@ class AppOptions:
     apply_schema: bool = True
     run_subscribers: bool = True
     extra_subscribers: list[Subscriber] = field(default_factory=list)
+    # How often expired refresh tokens and old login failures are deleted.
+    sweep_seconds: float = 600.0
 
 
 def init_app(settings: Settings, options: AppOptions) -> web.Application:
@@ -60,6 +69,7 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
     app[METRICS] = Metrics()
     master = keys.master_key(settings)
     app[ONETIME] = OneTimeKeys(master)
+    app[BACKGROUND] = Background()
     app[TOKENS] = TokenService(
         keys.signing_key_pem(settings), settings.access_token_ttl, options.clock
     )
@@ -114,6 +124,21 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
         yield
         await runtime.stop()
 
-    app.cleanup_ctx.extend([database, hasher, subscribers, lookup_context])
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[BACKGROUND].drain()
+
+    async def credentials(app: web.Application) -> AsyncIterator[None]:
+        app[BLOCKER] = LoginBlocker(app[POOL], options.clock)
+        sweeper = asyncio.create_task(
+            sweep_periodically(app[POOL], options.clock, app[BLOCKER], options.sweep_seconds),
+            name="credentials-sweep",
+        )
+        yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+    app.cleanup_ctx.extend([database, hasher, subscribers, background, credentials, lookup_context])
     setup_routes(app)
     return app

@@ -26,6 +26,9 @@ class Endpoint:
     missing_id: GlueErrorObject | None = None
     # Scope a client token must hold (auth "client" or "any").
     scope: str | None = None
+    # False: the route reads `Authorization` itself (OAuth client authentication,
+    # RFC 6749 §2.3, e.g. HTTP Basic), so the middleware checks no bearer token.
+    bearer: bool = True
     summary: str = ""
     # For the OpenAPI document (service/openapi.py); all optional.
     # The marshmallow schema class of the body's attributes.

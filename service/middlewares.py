@@ -128,7 +128,7 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[BODY] = parse_body(await request.read(), spec.body_type)
     if spec.missing_id is not None:
         raise GlueError(spec.missing_id)
-    principal = await _authenticate(request)
+    principal = await _authenticate(request) if spec.bearer else None
     if spec.auth in ("customer", "client", "any") and principal is None:
         raise GlueError(MISSING_ACCESS_TOKEN)
     if principal is not None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from service.auth.onetime import OneTimeKeys
     from service.auth.passwords import PasswordHasher
     from service.auth.tokens import Principal, TokenService
+    from service.background import Background
     from service.clock import Clock
     from service.config import Settings
     from service.jsonapi import Body
@@ -30,6 +31,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 BLOCKER: web.AppKey[LoginBlocker] = web.AppKey("blocker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ONETIME: web.AppKey[OneTimeKeys] = web.AppKey("onetime")
+BACKGROUND: web.AppKey[Background] = web.AppKey("background")
 PRODUCTS: web.AppKey[ProductLookup] = web.AppKey("products")
 
 # Per-request state set by the middlewares.

@@ -11,8 +11,8 @@ from events.customer import CustomerPasswordChanged, customer_stream
 from events.store import ConcurrencyError
 from events.types import NewEvent
 from service.auth import refresh
-from service.domain.errors import AuthenticationFailed
-from service.typedefs import CLOCK, HASHER, POOL, SETTINGS, STORE, TOKENS
+from service.domain.errors import AuthenticationFailed, TooManyLoginAttempts
+from service.typedefs import BLOCKER, CLOCK, HASHER, METRICS, POOL, SETTINGS, STORE, TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,47 @@ async def issue_pair(app: web.Application, reference: str, generation: int) -> T
         app[POOL], reference, app[CLOCK].now(), settings.refresh_token_ttl
     )
     return TokenPair(access, settings.access_token_ttl, refresh_token, settings.refresh_token_ttl)
+
+
+def client_address(request: web.Request) -> str:
+    """The address the login blocker counts failures against (the TCP peer)."""
+    return request.remote or "unknown"
+
+
+async def password_login(
+    app: web.Application, username: str, password: str, address: str
+) -> TokenPair:
+    """A token pair for valid credentials, behind the login blocker.
+
+    Blocked usernames and addresses are refused before the password is checked,
+    so a correct password does not get through while blocked.
+    """
+    blocker = app.get(BLOCKER)
+    if blocker is not None:
+        try:
+            await blocker.check(username, address)
+        except TooManyLoginAttempts:
+            metrics = app.get(METRICS)
+            if metrics is not None:
+                metrics.login_blocks.inc()
+            raise
+    try:
+        reference, generation = await authenticate(app, username, password)
+    except AuthenticationFailed:
+        if blocker is not None:
+            await blocker.record_failure(username, address)
+        raise
+    return await issue_pair(app, reference, generation)
+
+
+async def refreshed_pair(app: web.Application, refresh_token: str) -> TokenPair:
+    """A fresh pair for a live refresh token, which is revoked (RefreshFailed otherwise)."""
+    settings = app[SETTINGS]
+    rotated = await refresh.rotate(
+        app[POOL], refresh_token, app[CLOCK].now(), settings.refresh_token_ttl
+    )
+    access = app[TOKENS].issue_customer(rotated.customer_reference, rotated.token_generation)
+    return TokenPair(access, settings.access_token_ttl, rotated.token, settings.refresh_token_ttl)
 
 
 async def authenticate(app: web.Application, username: str, password: str) -> tuple[str, int]:

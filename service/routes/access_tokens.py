@@ -4,33 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.auth.login import authenticate, issue_pair
-from service.domain.errors import AuthenticationFailed
+from service.auth.login import client_address, password_login
 from service.endpoint import endpoint
 from service.jsonapi import base_url, respond
 from service.schemas.auth import LoginSchema
-from service.typedefs import BLOCKER, BODY, TOKENS
-
-
-def _client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+from service.typedefs import BODY, TOKENS
 
 
 @endpoint(auth="optional", body_type="access-tokens", summary="Log a customer in.")
 async def create_access_token(request: web.Request) -> web.Response:
-    """201 with an access and a refresh token; 401 003 for any bad credential."""
+    """201 with an access and a refresh token; 401 003 for any bad credential, 429 4401 blocked."""
     attrs = LoginSchema().check(request[BODY].attributes)
-    app = request.app
-    blocker = app.get(BLOCKER)
-    if blocker is not None:
-        await blocker.check(attrs["username"], _client_address(request))
-    try:
-        reference, generation = await authenticate(app, attrs["username"], attrs["password"])
-    except AuthenticationFailed:
-        if blocker is not None:
-            await blocker.record_failure(attrs["username"], _client_address(request))
-        raise
-    pair = await issue_pair(app, reference, generation)
+    pair = await password_login(
+        request.app, attrs["username"], attrs["password"], client_address(request)
+    )
     doc = {
         "data": {
             "type": "access-tokens",

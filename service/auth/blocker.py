@@ -1,0 +1,81 @@
+"""The login blocker: too many failed logins for one username or one address → 429 for a while.
+
+Failures are rows in PostgreSQL (`login_failures`), not process memory, so every
+service process counts the same failures and a client cannot spread its guesses
+over the workers behind a load balancer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from service.clock import Clock
+from service.domain.errors import TooManyLoginAttempts
+
+
+@dataclass(frozen=True)
+class BlockerPolicy:
+    """`limit` failures within `window` block a subject for `block_for` after the last one."""
+
+    limit: int = 10
+    window: timedelta = timedelta(minutes=10)
+    block_for: timedelta = timedelta(minutes=5)
+
+
+def subjects(username: str, address: str) -> list[str]:
+    """The counters one login attempt touches: its username and its client address."""
+    return [f"user:{username.strip().lower()}", f"addr:{address}"]
+
+
+class LoginBlocker:
+    """Counts failed logins per username and per client address, and refuses blocked ones.
+
+    A subject is blocked while it has at least `limit` failures in the last
+    `window` and the latest of them is less than `block_for` old. Attempts made
+    while blocked are refused before the password is checked and are not
+    counted, so the block lifts `block_for` after the failure that tripped it;
+    while the window still holds `limit` failures, one more failure blocks again.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, clock: Clock, policy: BlockerPolicy | None = None
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self.policy = policy or BlockerPolicy()
+
+    async def check(self, username: str, address: str) -> None:
+        """Raise TooManyLoginAttempts when the username or the address is blocked."""
+        now = self._clock.now()
+        blocked = await self._pool.fetchval(
+            """SELECT EXISTS (
+                   SELECT 1 FROM login_failures
+                   WHERE subject = ANY($1::text[]) AND failed_at > $2
+                   GROUP BY subject
+                   HAVING count(*) >= $3 AND max(failed_at) > $4)""",
+            subjects(username, address),
+            now - self.policy.window,
+            self.policy.limit,
+            now - self.policy.block_for,
+        )
+        if blocked:
+            raise TooManyLoginAttempts()
+
+    async def record_failure(self, username: str, address: str) -> None:
+        """Count one failed login against its username and its address."""
+        await self._pool.execute(
+            "INSERT INTO login_failures (subject, failed_at) SELECT unnest($1::text[]), $2",
+            subjects(username, address),
+            self._clock.now(),
+        )
+
+    async def purge(self) -> int:
+        """Forget failures that fell out of the window; returns how many."""
+        status = await self._pool.execute(
+            "DELETE FROM login_failures WHERE failed_at <= $1",
+            self._clock.now() - self.policy.window,
+        )
+        return int(status.split()[-1])
