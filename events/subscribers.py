@@ -79,6 +79,9 @@ class SubscriberRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.status: dict[str, SubscriberStatus] = {s.name: SubscriberStatus() for s in subscribers}
         self._idle: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in subscribers}
+        # Bumped by wait_idle: only a pass that began after the bump may report idle, or
+        # a pass already past its read (missing the caller's commits) would answer early.
+        self._idle_asked: dict[str, int] = dict.fromkeys(self._idle, 0)
 
     async def start(self) -> None:
         """Start one task per subscriber; each waits to become leader, then follows."""
@@ -97,6 +100,7 @@ class SubscriberRuntime:
 
     async def wait_idle(self, name: str, timeout: float = 10.0) -> None:
         """Wait until a subscriber has caught up with everything committed (for tests)."""
+        self._idle_asked[name] += 1
         self._idle[name].clear()
         self._waker.wake_local()
         await asyncio.wait_for(self._idle[name].wait(), timeout)
@@ -133,6 +137,7 @@ class SubscriberRuntime:
             cursor = await self._checkpoint(sub.name)
             while not lock_conn.is_closed():
                 wake.clear()
+                asked = self._idle_asked[sub.name]
                 batch = await self._store.read_all(
                     after=cursor, limit=self._options.batch_size, types=sub.types
                 )
@@ -145,7 +150,8 @@ class SubscriberRuntime:
                 if len(batch) == self._options.batch_size:
                     continue
                 status.lag_seconds = 0.0
-                self._idle[sub.name].set()
+                if asked == self._idle_asked[sub.name]:
+                    self._idle[sub.name].set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self._options.poll_seconds)
                 # Leadership is tied to the lock connection: prove it is alive.
