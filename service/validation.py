@@ -145,14 +145,24 @@ class GlueSchema(Schema):
             raise validation_failed(violations) from None
 
 
-def gender_field(**kwargs: Any) -> Text:
+class Gender(fields.Field):
+    """Male, Female or null; anything else (blank, other case, not a string) is code 414."""
+
+    CHOICES = ("Male", "Female")
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("error_messages", _COMMON)
+        super().__init__(allow_none=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if value not in self.CHOICES:
+            raise ValidationError(GENDER_INVALID.detail)
+        return str(value)
+
+
+def gender_field(**kwargs: Any) -> Gender:
     """Male/Female or null; anything else answers code 414 in the gender slot."""
-    return Text(
-        choices=("Male", "Female"),
-        choice_message=GENDER_INVALID.detail,
-        allow_none=True,
-        **kwargs,
-    )
+    return Gender(**kwargs)
 
 
 def salutation_field(**kwargs: Any) -> Text:
@@ -169,6 +179,7 @@ def raise_if(violations: list[tuple[str, str]]) -> None:
 __all__ = [
     "Date",
     "Email",
+    "Gender",
     "GlueError",
     "GlueSchema",
     "StrictBool",
