@@ -63,3 +63,18 @@ def address_resource(row: Mapping[str, Any]) -> Resource:
         },
         path=f"/customers/{ref}/addresses/{uuid}",
     )
+
+
+def subscription_resource(row: Mapping[str, Any]) -> Resource:
+    """An `availability-notifications` resource from an availability_subscriptions row."""
+    key = row["subscription_key"]
+    return Resource(
+        type="availability-notifications",
+        id=key,
+        attributes={
+            "localeName": row["locale_name"],
+            "email": row["email"],
+            "sku": row["sku"],
+        },
+        path=f"/availability-notifications/{key}",
+    )
