@@ -83,6 +83,11 @@ class SubscriberRuntime:
         # a pass already past its read (missing the caller's commits) would answer early.
         self._idle_asked: dict[str, int] = dict.fromkeys(self._idle, 0)
 
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        """The subscribers this runtime runs (whether or not this process leads them)."""
+        return list(self._subscribers)
+
     async def start(self) -> None:
         """Start one task per subscriber; each waits to become leader, then follows."""
         loop = asyncio.get_running_loop()

@@ -84,7 +84,9 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
         pool = await db.create_pool(options.dsn, settings.db_pool_min, settings.db_pool_max)
         app[POOL] = pool
         waker = Waker(pool)
-        app[STORE] = EventStore(pool, registry, KeyRing(master), waker, inline_projections.apply)
+        # The inline projection sees every append: counting there covers all writers.
+        inline = app[METRICS].count_appends(inline_projections.apply)
+        app[STORE] = EventStore(pool, registry, KeyRing(master), waker, inline)
         listener = Listener(options.dsn, waker)
         await listener.start()
         yield

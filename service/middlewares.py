@@ -69,6 +69,9 @@ async def outermost(request: web.Request, handler: Handler) -> web.StreamRespons
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     started = time.perf_counter()
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.in_flight.inc()
     try:
         try:
             response = await handler(request)
@@ -100,7 +103,6 @@ async def outermost(request: web.Request, handler: Handler) -> web.StreamRespons
         elapsed = time.perf_counter() - started
         route = request.match_info.route.resource
         template = route.canonical if route is not None else "unmatched"
-        metrics = request.app.get(METRICS)
         if metrics is not None:
             metrics.observe_request(request.method, template, response.status, elapsed)
         if access.isEnabledFor(logging.INFO):
@@ -113,6 +115,8 @@ async def outermost(request: web.Request, handler: Handler) -> web.StreamRespons
             )
         return response
     finally:
+        if metrics is not None:
+            metrics.in_flight.dec()
         request_id_var.reset(token)
 
 
