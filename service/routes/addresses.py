@@ -69,7 +69,7 @@ async def get_address(request: web.Request) -> web.Response:
     return single(request, address_resource(row))
 
 
-@endpoint(auth="customer", body_type="addresses", summary="Add an address.")
+@endpoint(auth="customer", body_type="addresses", schema=AddressSchema, summary="Add an address.")
 async def add_address(request: web.Request) -> web.Response:
     """Record CustomerAddressAdded under a server-generated UUID."""
     attrs = AddressSchema().check(request[BODY].attributes)
@@ -81,7 +81,12 @@ async def add_address(request: web.Request) -> web.Response:
     return single(request, address_resource(row), status=201)
 
 
-@endpoint(auth="customer", body_type="addresses", summary="Change some attributes of an address.")
+@endpoint(
+    auth="customer",
+    body_type="addresses",
+    schema=AddressSchema,
+    summary="Change some attributes of an address.",
+)
 async def patch_address(request: web.Request) -> web.Response:
     """Apply the attributes sent (partial); `country` is derived, never taken."""
     attrs = AddressSchema().check(request[BODY].attributes, partial=True)

@@ -19,10 +19,22 @@ from service.schemas.availability import SubscriptionSchema
 from service.typedefs import BODY, POOL, PRINCIPAL, PRODUCTS
 
 _TABLE = "availability_subscriptions"
+PAGE_QUERY = (
+    {"name": "page[offset]", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {
+        "name": "page[limit]",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 10},
+    },
+)
 
 
 @endpoint(
-    auth="optional", body_type="availability-notifications", summary="Subscribe to a product."
+    auth="optional",
+    body_type="availability-notifications",
+    schema=SubscriptionSchema,
+    summary="Subscribe to a product.",
+    responses={"503": {"description": "The product lookup is unreachable or failing."}},
 )
 async def subscribe(request: web.Request) -> web.Response:
     """With a customer token the subscription is the customer's; without, it stands alone."""
@@ -86,13 +98,17 @@ async def _page_of(request: web.Request, ref: str) -> web.Response:
     return collection(request, [subscription_resource(r) for r in rows], page.links(request, total))
 
 
-@endpoint(auth="customer", summary="The token's customer's subscriptions (paginated).")
+@endpoint(
+    auth="customer",
+    summary="The token's customer's subscriptions (paginated).",
+    query=PAGE_QUERY,
+)
 async def my_subscriptions(request: web.Request) -> web.Response:
     """The subscriptions made with this customer's token."""
     return await _page_of(request, principal_of(request).customer_reference or "")
 
 
-@endpoint(auth="customer", summary="A customer's subscriptions (paginated).")
+@endpoint(auth="customer", summary="A customer's subscriptions (paginated).", query=PAGE_QUERY)
 async def customer_subscriptions(request: web.Request) -> web.Response:
     """Only the token's own customer; anyone else's answers 4606."""
     ref = request.match_info["ref"]

@@ -43,7 +43,9 @@ class AddressSchema(GlueSchema):
     address3 = _optional(255)
     zip_code = Text(data_key="zipCode", required=True, max_len=15)
     city = Text(required=True, min_len=3, max_len=255)
-    iso2_code = CountryCode(data_key="iso2Code", required=True)
+    iso2_code = CountryCode(
+        data_key="iso2Code", required=True, metadata={"description": "ISO 3166-1 alpha-2 code"}
+    )
     company = _optional(255)
     phone = _optional(255)
     is_default_shipping = StrictBool(data_key="isDefaultShipping", required=True)

@@ -31,4 +31,4 @@ class SubscriptionSchema(GlueSchema):
     """POST /availability-notifications: who to tell about which product."""
 
     email = Email(required=True)
-    sku = Sku(required=True)
+    sku = Sku(required=True, metadata={"description": "[A-Za-z0-9._-]{1,64}"})
