@@ -36,6 +36,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": redact(record.getMessage()),
+            # Several workers share one stderr (WORKERS=N): tell their lines apart.
+            "pid": record.process,
         }
         request_id = request_id_var.get()
         if request_id:
