@@ -14,7 +14,11 @@ Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 
 @dataclass
 class Projector:
-    """One read model: the tables it owns and a handler per event type."""
+    """One read model: the tables it owns and a handler per event type.
+
+    Handlers write with `execute` and may read with `fetch*`, but must not branch
+    on `execute`'s status: a rebuild batches their statements (projections/batching.py).
+    """
 
     name: str
     tables: tuple[str, ...]

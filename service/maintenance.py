@@ -1,10 +1,14 @@
-"""CLI entry for `migrate`, `replay` and `verify` (replay/verify: projections/rebuild.py)."""
+"""CLI entry for `migrate`, `replay` and `verify` (the rebuild itself: projections/rebuild.py)."""
 
 from __future__ import annotations
 
 import sys
 
 from service.config import Settings
+
+# Exit statuses of `verify` (and `replay`): differences found, or another rebuild running.
+DIFFERENT = 1
+BUSY = 2
 
 
 async def main(command: str, dsn: str, settings: Settings) -> int:
@@ -19,6 +23,45 @@ async def main(command: str, dsn: str, settings: Settings) -> int:
     if command == "migrate":
         print("schema applied", file=sys.stderr)
         return 0
-    from projections import rebuild
+    return await rebuild(command, dsn, settings)
 
-    return await rebuild.run(command, dsn, settings)
+
+async def rebuild(command: str, dsn: str, settings: Settings, batch_size: int = 5000) -> int:
+    """`replay` swaps freshly rebuilt read models in; `verify` compares them with the live ones."""
+    from events.crypto import KeyRing
+    from events.customer import registry
+    from events.store import EventStore
+    from projections import inline_projections
+    from projections.rebuild import Rebuild, RebuildBusy
+    from service import db, keys
+    from service.progress import ProgressBar
+
+    pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    store = EventStore(pool, registry, KeyRing(keys.master_key(settings)))
+    bar = ProgressBar(command)
+    job = Rebuild(
+        store, inline_projections, lambda: db.connect(dsn), batch_size=batch_size, progress=bar
+    )
+    try:
+        if command == "replay":
+            await job.replay()
+            print(bar.finish(), file=sys.stderr)
+            print("replay: every read model rebuilt from the log and swapped in", file=sys.stderr)
+            return 0
+        differences = await job.verify()
+        print(bar.finish(), file=sys.stderr)
+    except RebuildBusy as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return BUSY
+    finally:
+        await pool.close()
+    for table in differences:
+        print(f"{table.table}: {table.count} row(s) differ from the log")
+        for difference in table.shown:
+            print(f"  {difference.describe()}")
+        if table.count > len(table.shown):
+            print(f"  … and {table.count - len(table.shown)} more")
+    if differences:
+        return DIFFERENT
+    print("verify: every read model equals a fresh fold of the log", file=sys.stderr)
+    return 0
