@@ -1,0 +1,168 @@
+"""The verification mail: sent asynchronously after registration, with a working link, once."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from service.mail.sink import MailSink, links_in
+from tests.conftest import (
+    confirm,
+    register,
+    token_from_link,
+    unique_email,
+    wait_for_mailer,
+)
+
+
+def to(email: str):
+    return lambda m: str(m["To"]).lower() == email.lower()
+
+
+async def created_event_id(conn: asyncpg.Connection, reference: str) -> object:
+    return await conn.fetchval(
+        """SELECT event_id FROM events
+           WHERE stream_id = $1 AND event_type = 'CustomerCreated'""",
+        f"customer-{reference}",
+    )
+
+
+async def test_mail_goes_to_the_registered_address(client: TestClient, smtp: MailSink) -> None:
+    email = unique_email("mail.to")
+    await register(client, email=email)
+    msg = await smtp.wait_for(to(email))
+    assert str(msg["To"]) == email
+    assert msg["Subject"] == "Please confirm your registration"
+
+
+async def test_mail_links_to_the_storefront_confirmation_page_with_the_key(
+    client: TestClient, smtp: MailSink
+) -> None:
+    email = unique_email("mail.link")
+    await register(client, email=email)
+    links = links_in(await smtp.wait_for(to(email)))
+    assert len(links) == 1
+    assert re.fullmatch(r"http://shop\.test/register/confirm\?token=[0-9a-f]{64}", links[0])
+
+
+async def test_mailed_key_confirms_the_registration(client: TestClient, smtp: MailSink) -> None:
+    email = unique_email("mail.works")
+    await register(client, email=email)
+    key = token_from_link(links_in(await smtp.wait_for(to(email)))[0])
+    assert await confirm(client, key) == 204
+
+
+async def test_each_registration_mails_its_own_key(client: TestClient, smtp: MailSink) -> None:
+    first, second = unique_email("mail.a"), unique_email("mail.b")
+    await register(client, email=first)
+    await register(client, email=second)
+    key_a = token_from_link(links_in(await smtp.wait_for(to(first)))[0])
+    key_b = token_from_link(links_in(await smtp.wait_for(to(second)))[0])
+    assert key_a != key_b
+
+
+async def test_mail_is_delivered_exactly_once_when_smtp_refuses_twice_first(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    await wait_for_mailer(app)  # earlier tests' mail must not use up the refusals
+    smtp.fail_first = 2
+    email = unique_email("mail.retry")
+    doc = await register(client, email=email)
+    await smtp.wait_for(to(email))
+    await wait_for_mailer(app)
+    assert smtp.refused == 2
+    assert len(smtp.to(email)) == 1
+    delivery = await conn.fetchrow(
+        "SELECT attempts, delivered_at FROM mail_deliveries WHERE event_id = $1",
+        await created_event_id(conn, doc["data"]["id"]),
+    )
+    assert delivery["attempts"] == 3
+    assert delivery["delivered_at"] is not None
+
+
+async def test_mail_sent_after_retries_still_carries_a_working_key(
+    client: TestClient, app: web.Application, smtp: MailSink
+) -> None:
+    await wait_for_mailer(app)
+    smtp.fail_first = 2
+    email = unique_email("mail.retry.key")
+    await register(client, email=email)
+    key = token_from_link(links_in(await smtp.wait_for(to(email)))[0])
+    assert await confirm(client, key) == 204
+
+
+async def test_registration_answers_201_while_smtp_refuses_every_mail(
+    client: TestClient, app: web.Application, smtp: MailSink
+) -> None:
+    await wait_for_mailer(app)
+    smtp.fail_first = 10**6
+    email = unique_email("mail.down")
+    resp = await client.post(
+        "/customers",
+        json={
+            "data": {
+                "type": "customers",
+                "attributes": {
+                    "salutation": "Ms",
+                    "firstName": "Ada",
+                    "lastName": "King",
+                    "email": email,
+                    "password": "Secret123!",
+                    "confirmPassword": "Secret123!",
+                    "acceptedTerms": True,
+                },
+            }
+        },
+    )
+    assert resp.status == 201
+    assert smtp.to(email) == []
+    smtp.fail_first = 0  # the server comes back: the mail follows
+    await smtp.wait_for(to(email))
+
+
+async def test_registration_key_is_stored_only_as_its_hash(
+    client: TestClient, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    email = unique_email("mail.hash")
+    doc = await register(client, email=email)
+    key = token_from_link(links_in(await smtp.wait_for(to(email)))[0])
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    stored = await conn.fetchval(
+        "SELECT registration_key_hash FROM customers WHERE customer_reference = $1",
+        doc["data"]["id"],
+    )
+    assert stored.hex() == digest
+    payload = await conn.fetchval(
+        "SELECT payload FROM events WHERE event_id = $1",
+        await created_event_id(conn, doc["data"]["id"]),
+    )
+    assert payload["registration_key_hash"] == digest
+    assert await tables_containing(conn, key) == []
+
+
+async def test_plaintext_password_is_stored_nowhere(
+    client: TestClient, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    password = "Unique-Pa55word-" + unique_email("p")[:12]
+    email = unique_email("mail.pw")
+    await register(client, email=email, password=password, confirmPassword=password)
+    await smtp.wait_for(to(email))
+    assert await tables_containing(conn, password) == []
+
+
+async def tables_containing(conn: asyncpg.Connection, needle: str) -> list[str]:
+    """Every table of the database with a row whose text form contains `needle`."""
+    names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    found = []
+    for row in names:
+        table = row["tablename"]
+        hits = await conn.fetchval(
+            f'SELECT count(*) FROM "{table}" t WHERE t::text ILIKE $1', f"%{needle}%"
+        )
+        if hits:
+            found.append(table)
+    return found
