@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from events.store import EventStore
 from events.types import RecordedEvent
-from projections import scratch
+from projections import bulk, scratch
 from projections.batching import BatchedConnection
+from projections.mirrors import MIRRORS, Mirror
 from projections.registry import ProjectionSet
 from projections.scratch import TableDifferences, ident, qualified
 
@@ -58,10 +59,18 @@ class Rebuild:
     batch_size: int = 5000
     progress: Progress | None = None
     schema: str = SCRATCH
+    # Replay folds the log through these when each projector has a current one
+    # (projections/bulk.py); verify always runs the handlers themselves.
+    mirrors: dict[str, Mirror] = field(default_factory=lambda: dict(MIRRORS))
+    # Set by replay: projectors whose mirror is missing or stale (handler path taken).
+    stale: list[str] = field(default_factory=list)
 
     async def replay(self) -> int:
         """Rebuild every read model and swap the new tables in; returns events projected."""
         async with self._session() as s:
+            self.stale = bulk.stale(self.mirrors, self.projections.projectors)
+            if not self.stale:
+                await self._bulk(s)
             await self._build(s)
             self._report(s, "caught up")
             await self._swap(s)
@@ -109,6 +118,19 @@ class Rebuild:
         finally:
             await reader.close()
             await writer.close()  # also releases the session lock
+
+    async def _bulk(self, s: _Session) -> None:
+        """Load everything below the fence through the mirrors, then continue from there."""
+        mirrors = [self.mirrors[p.name] for p in self.projections.projectors]
+
+        def scanned(done: int) -> None:
+            s.done = done
+            s.total = max(s.total, done)
+            self._report(s, "replaying")
+
+        s.cursor = await bulk.load(
+            self.store, mirrors, s.reader, s.writer, self.schema, self.batch_size, scanned
+        )
 
     async def _build(self, s: _Session) -> None:
         """Project the log up to the fence, reading the next batch while one is applied."""

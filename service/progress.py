@@ -33,13 +33,14 @@ class ProgressBar:
         self._tty = self.stream.isatty()
         self._interval = 0.1 if self._tty else 2.0
         self._last = ""
+        self._phase = ""
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        """Report progress; redraws at most every `interval` seconds (always on a phase change)."""
+        """Report progress; redraws at most every interval (at once when the phase changes)."""
         now = self._clock()
-        if phase == "replaying" and now - self._shown < self._interval:
+        if phase == self._phase and now - self._shown < self._interval:
             return
-        self._shown = now
+        self._shown, self._phase = now, phase
         elapsed = max(now - self._started, 1e-9)
         rate = done / elapsed
         total = max(total, done, 1)
