@@ -51,6 +51,9 @@ class Settings:
     db_pool_max: int = 20
     subscriber_poll_seconds: float = 2.0
     leader_retry_seconds: float = 2.0
+    # An idle event-feed stream (SSE) sends a comment this often, so proxies and
+    # clients can tell a quiet feed from a dead connection.
+    feed_heartbeat_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -85,6 +85,7 @@ PAYLOAD_TOO_LARGE = error(None, 413, "Request body is too large.")
 UNSUPPORTED_MEDIA_TYPE = error(None, 415, "Unsupported media type.")
 CONFLICT = error(None, 409, "The resource was modified concurrently. Please retry.")
 PAGINATION_INVALID = error(None, 400, "Pagination parameters are invalid.")
+AS_OF_INVALID = error(None, 400, "asOf must be an ISO-8601 date-time.")
 SERVICE_UNAVAILABLE = error(None, 503, "Service temporarily unavailable.")
 INTERNAL = error(None, 500, "Internal Server Error")
 
