@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -33,6 +34,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ONETIME: web.AppKey[OneTimeKeys] = web.AppKey("onetime")
 BACKGROUND: web.AppKey[Background] = web.AppKey("background")
 PRODUCTS: web.AppKey[ProductLookup] = web.AppKey("products")
+# Set at shutdown: open event-feed streams (SSE) end at once instead of holding it up.
+FEED_CLOSING: web.AppKey[asyncio.Event] = web.AppKey("feed_closing")
 
 # Per-request state set by the middlewares.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
