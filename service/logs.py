@@ -19,12 +19,16 @@ _SECRET = re.compile(
     r"access_token|client_secret|secret|registrationKey|restorePasswordKey|token|authorization)"
     r"\"?\s*[:=]\s*)(\"[^\"]*\"|[^\s,&}]+)"
 )
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# DELETE /refresh-tokens/{token} carries the token in its path (access log lines).
+_TOKEN_PATH = re.compile(r"(/refresh-tokens/)(?!mine\b)[^\s/?#\"]+")
 
 
 def redact(text: str) -> str:
     """Mask secrets (passwords, tokens, keys) in a log message."""
-    return _BEARER.sub("Bearer [redacted]", _SECRET.sub(r"\1[redacted]", text))
+    text = _BEARER.sub(r"\1 [redacted]", text)
+    text = _TOKEN_PATH.sub(r"\1[redacted]", text)
+    return _SECRET.sub(r"\1[redacted]", text)
 
 
 class JsonFormatter(logging.Formatter):

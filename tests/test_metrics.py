@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 import pytest
 from aiohttp import web
@@ -9,9 +11,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import AppOptions
+from service.clock import Clock
 from service.mail.sink import MailSink
 from service.typedefs import SUBSCRIBERS
-from tests.conftest import register, registration, unique_email, wait_for_mailer
+from tests.conftest import login, register, registration, unique_email, wait_for_mailer
 
 
 async def _scrape(client: TestClient) -> str:
@@ -152,3 +155,21 @@ class TestWithTheMailerStopped:
         await wait_for_mailer(app)
         text = await _scrape(client)
         assert _value(text, "glue_subscriber_lag_events", subscriber="mailer") == 0
+
+
+class TestLoginBlocks:
+    """Refused logins show in the metrics."""
+
+    @pytest.fixture
+    def clock(self) -> Clock:
+        # Failures recorded a day back: later tests' logins (real time) are not blocked.
+        clock = Clock()
+        clock.advance(-timedelta(days=1))
+        return clock
+
+    async def test_a_blocked_login_is_counted(self, client: TestClient) -> None:
+        username = unique_email("blocked")
+        statuses = [(await login(client, username, "wrong-password")).status for _ in range(11)]
+        assert statuses == [401] * 10 + [429]
+        text = await _scrape(client)
+        assert _value(text, "glue_login_blocked_total") == 1

@@ -1,0 +1,115 @@
+"""Server hardening: limits and timeouts, security headers, nothing internal in responses."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from service.app import AppOptions, init_app
+from service.config import Settings
+from service.endpoint import endpoint
+from service.typedefs import POOL
+from service.workers import Limits, bound_port, start_server
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@endpoint(summary="Test only: a query the database rejects.")
+async def bad_sql(request: web.Request) -> web.Response:
+    """Runs SQL against a table that does not exist."""
+    await request.app[POOL].fetchval("SELECT secret_column FROM no_such_table")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def app(settings: Settings, app_options: AppOptions) -> web.Application:
+    """The application with one deliberately broken route."""
+    application = init_app(settings, app_options)
+    application.router.add_get("/test-only/bad-sql", bad_sql)
+    return application
+
+
+@pytest.fixture
+async def served(app: web.Application) -> AsyncIterator[int]:
+    """The app behind the production server settings, with a short idle timeout."""
+    runner = await start_server(app, "127.0.0.1", 0, Limits(idle_timeout=0.3, max_field_size=1024))
+    yield bound_port(runner)
+    await runner.cleanup()
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        # The bound only keeps a broken server from hanging the suite.
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/health/live", 200),
+        ("GET", "/no/such/path", 404),
+        ("GET", "/customers", 403),
+        ("POST", "/customers", 415),
+    ],
+)
+async def test_every_response_carries_the_security_headers(
+    client: TestClient, method: str, path: str, status: int
+) -> None:
+    resp = await client.request(method, path, data=b"x" if method == "POST" else None)
+    assert resp.status == status
+    for name, value in SECURITY_HEADERS.items():
+        assert resp.headers.get(name) == value, name
+
+
+async def test_an_unexpected_database_error_answers_500_without_internals(
+    client: TestClient,
+) -> None:
+    resp = await client.get("/test-only/bad-sql")
+    assert resp.status == 500
+    assert await resp.json() == {"errors": [{"status": 500, "detail": "Internal Server Error"}]}
+    assert "X-Request-Id" in resp.headers
+
+
+async def test_a_body_over_one_mebibyte_is_refused(client: TestClient) -> None:
+    resp = await client.post(
+        "/customers",
+        data=io.BytesIO(b'{"data":"' + b"x" * (1024 * 1024) + b'"}'),
+        headers={"Content-Type": "application/vnd.api+json"},
+    )
+    assert resp.status == 413
+    assert (await resp.json())["errors"][0]["status"] == 413
+
+
+async def test_a_client_that_never_finishes_its_headers_is_disconnected(served: int) -> None:
+    answer = await _raw(served, b"GET /health/live HTTP/1.1\r\nHost: glue.test\r\n")
+    assert answer == b""
+
+
+async def test_an_idle_keep_alive_connection_is_closed(served: int) -> None:
+    answer = await _raw(served, b"GET /health/live HTTP/1.1\r\nHost: glue.test\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b'{"status":"ok"}')
+
+
+async def test_an_oversized_header_line_is_refused_without_a_traceback(served: int) -> None:
+    huge = b"X-Big: " + b"a" * 4096
+    answer = await _raw(served, b"GET /health/live HTTP/1.1\r\nHost: t\r\n" + huge + b"\r\n\r\n")
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.split(b" ")[1] in (b"400", b"431")
+    assert b"Traceback" not in answer
+    assert b'File "' not in answer
