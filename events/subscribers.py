@@ -157,8 +157,11 @@ class SubscriberRuntime:
                 status.lag_seconds = 0.0
                 if asked == self._idle_asked[sub.name]:
                     self._idle[sub.name].set()
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the
+                # wake fires, and this loop would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._options.poll_seconds)
+                    async with asyncio.timeout(self._options.poll_seconds):
+                        await wake.wait()
                 # Leadership is tied to the lock connection: prove it is alive.
                 await lock_conn.fetchval("SELECT 1")
         finally:
