@@ -99,6 +99,13 @@ class SubscriberRuntime:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            # Cancel until it ends: a library's asyncio.wait_for (aiosmtplib, asyncpg) can
+            # swallow a cancel that lands as its inner await completes (Python 3.11), and
+            # the follower would then carry on forever.
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.5)
+                if not task.done():
+                    task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
