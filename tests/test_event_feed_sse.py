@@ -1,0 +1,196 @@
+"""GET /event-feed with Accept: text/event-stream: live Server-Sent Events (SPEC §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from events.customer import CustomerCreated, customer_stream
+from events.store import EventStore
+from events.types import NewEvent
+from service.config import Settings
+from service.typedefs import STORE, TOKENS
+from tests.conftest import Customer, bearer
+
+FEED = "/event-feed"
+SSE = {"Accept": "text/event-stream"}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Heartbeats every 50 ms, so a test sees one without waiting long."""
+    return dataclasses.replace(settings, feed_heartbeat_seconds=0.05)
+
+
+def reader(client: TestClient) -> dict[str, str]:
+    """Authorization of an internal client with events:read."""
+    return bearer(client.app[TOKENS].issue_client("feed-reader", ("events:read",)))
+
+
+async def created(store: EventStore) -> str:
+    """Append a CustomerCreated to a new stream; returns the stream id."""
+    ref = f"SSE--{uuid.uuid4().hex[:10]}"
+    event = CustomerCreated(
+        customer_reference=ref,
+        email=f"{ref}@example.test",
+        salutation="Ms",
+        first_name="Ada",
+        last_name="Lovelace",
+        gender=None,
+        date_of_birth=None,
+        password_hash="$argon2id$secret",
+        registration_key_hash=uuid.uuid4().hex * 2,
+    )
+    stream = customer_stream(ref)
+    await store.append(stream, [NewEvent(event)], 0, {"actor": "system"})
+    return stream
+
+
+async def frames(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
+    """The stream's frames: fields by name, or {"comment": …} for comment lines."""
+    frame: dict[str, str] = {}
+    while line := (await resp.content.readline()).decode():
+        line = line.rstrip("\n")
+        if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        elif line:
+            name, _, value = line.partition(": ")
+            frame[name] = value
+        elif frame:
+            yield frame
+            frame = {}
+
+
+async def events(resp: aiohttp.ClientResponse, count: int) -> list[dict[str, str]]:
+    """The next `count` event frames (heartbeats and the retry hint skipped)."""
+    out: list[dict[str, str]] = []
+    async for frame in frames(resp):
+        if "id" in frame:
+            out.append(frame)
+            if len(out) == count:
+                break
+    return out
+
+
+async def newest_cursor(store: EventStore) -> str | None:
+    """The cursor of the newest event readable right now."""
+    last, after = None, None
+    while batch := await store.read_all(after=after, limit=1000):
+        last = batch[-1]
+        after = (last.transaction_id, last.position)
+    return last.cursor if last else None
+
+
+async def test_stream_sends_each_event_as_a_frame_with_the_cursor_as_id(
+    client: TestClient,
+) -> None:
+    store = client.app[STORE]
+    stream = await created(store)
+
+    resp = await client.get(FEED, params={"filter[stream]": stream}, headers=SSE | reader(client))
+    (frame,) = await events(resp, 1)
+    resp.close()
+
+    (recorded,) = await store.read_stream(stream)
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    assert frame["id"] == recorded.cursor
+    assert frame["event"] == "CustomerCreated"
+    data: dict[str, Any] = json.loads(frame["data"])
+    assert data["id"] == recorded.cursor
+    assert data["attributes"]["stream"] == stream
+    assert data["attributes"]["payload"]["first_name"] == "Ada"
+
+
+async def test_stream_delivers_an_event_committed_after_it_opened(client: TestClient) -> None:
+    store = client.app[STORE]
+    start = await newest_cursor(store)
+    resp = await client.get(
+        FEED,
+        params={"filter[type]": "CustomerCreated"} | ({"page[after]": start} if start else {}),
+        headers=SSE | reader(client),
+    )
+
+    stream = await created(store)
+
+    (frame,) = await events(resp, 1)
+    resp.close()
+    assert json.loads(frame["data"])["attributes"]["stream"] == stream
+
+
+async def test_stream_resumes_from_last_event_id_across_a_disconnect_without_skip_or_repeat(
+    client: TestClient,
+) -> None:
+    store = client.app[STORE]
+    start = await newest_cursor(store)
+    params = {"filter[type]": "CustomerCreated", "page[limit]": "3"}
+    writers = [asyncio.create_task(_write_many(store, 15)) for _ in range(2)]
+
+    first = await client.get(
+        FEED,
+        params=params | ({"page[after]": start} if start else {}),
+        headers=SSE | reader(client),
+    )
+    seen = [f["id"] for f in await events(first, 10)]
+    first.close()  # disconnect while the writers go on
+    await created(store)  # and one more, surely while nobody listens
+    second = await client.get(
+        FEED, params=params, headers=SSE | reader(client) | {"Last-Event-ID": seen[-1]}
+    )
+    seen += [f["id"] for f in await events(second, 21)]
+    second.close()
+    await asyncio.gather(*writers)
+
+    expected = [
+        e.cursor
+        for e in await store.read_all(after=_cursor(start), limit=1000, types=["CustomerCreated"])
+    ]
+    assert seen == expected
+    assert len(set(seen)) == 31
+
+
+def _cursor(cursor: str | None) -> tuple[int, int] | None:
+    if cursor is None:
+        return None
+    tx, pos = cursor.split("-")
+    return int(tx), int(pos)
+
+
+async def _write_many(store: EventStore, count: int) -> None:
+    for _ in range(count):
+        await created(store)
+
+
+async def test_an_idle_stream_sends_heartbeats(client: TestClient) -> None:
+    resp = await client.get(
+        FEED, params={"filter[stream]": "customer-nobody"}, headers=SSE | reader(client)
+    )
+
+    async for frame in frames(resp):
+        if "comment" in frame:
+            break
+    resp.close()
+
+    assert frame == {"comment": "heartbeat"}
+
+
+async def test_stream_with_a_customer_token_is_refused_before_streaming(
+    client: TestClient, customer: Customer
+) -> None:
+    resp = await client.get(FEED, headers=SSE | customer.headers)
+
+    assert resp.status == 403
+    assert (await resp.json())["errors"][0]["code"] == "802"
+
+
+async def test_stream_with_a_bad_last_event_id_is_400(client: TestClient) -> None:
+    resp = await client.get(FEED, headers=SSE | reader(client) | {"Last-Event-ID": "nope"})
+
+    assert resp.status == 400
