@@ -81,7 +81,8 @@ def parse_body(raw: bytes, resource_type: str) -> Body:
     """Check the document's shape: `data` with `attributes` (an object) of the right type."""
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers UnicodeDecodeError; RecursionError is absurdly deep nesting.
         raise GlueError(POST_DATA_INVALID) from None
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("attributes"), dict):

@@ -50,15 +50,37 @@ _DB_DOWN = (
 
 
 def locale_of(request: web.Request) -> str:
-    """The configured locale `Accept-Language` asks for (the first configured one if none)."""
+    """The configured locale `Accept-Language` asks for (the first configured one if none).
+
+    Language ranges are tried by quality, then by order; each matches a locale
+    exactly (de-DE → de_DE) or by its language (de, de-AT → de_DE); q=0 excludes.
+    """
     locales = request.app[SETTINGS].locales
-    header = request.headers.get("Accept-Language", "")
-    for part in header.split(","):
-        tag = part.split(";")[0].strip().replace("-", "_")
-        for locale in locales:
-            if tag and (locale.lower() == tag.lower() or locale.split("_")[0] == tag.lower()):
-                return locale
+    for tag in _ranked_languages(request.headers.get("Accept-Language", "")):
+        language = tag.split("_")[0]
+        exact = [loc for loc in locales if loc.lower() == tag]
+        same_language = [loc for loc in locales if loc.split("_")[0].lower() == language]
+        if exact or same_language:
+            return (exact or same_language)[0]
     return locales[0]
+
+
+def _ranked_languages(header: str) -> list[str]:
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")):
+        tag, _, params = part.partition(";")
+        tag = tag.strip().replace("-", "_").lower()
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag and tag != "*" and quality > 0:
+            ranked.append((-quality, index, tag))
+    return [tag for _, _, tag in sorted(ranked)]
 
 
 @web.middleware
