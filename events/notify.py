@@ -78,6 +78,7 @@ class Listener:
         self._waker = waker
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
 
     async def start(self) -> None:
         """Start listening (reconnecting in the background if the database goes away)."""
@@ -88,6 +89,7 @@ class Listener:
             try:
                 self._conn = await asyncpg.connect(self._dsn)
                 await self._conn.add_listener(CHANNEL, self._on_notify)
+                self._connected.set()
                 # Something may have been committed while we were not listening.
                 self._waker.wake_local()
                 while not self._conn.is_closed():
@@ -96,7 +98,12 @@ class Listener:
                 raise
             except Exception as exc:
                 log.warning("listener lost its connection: %s", exc)
+            self._connected.clear()
             await asyncio.sleep(1.0)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until the LISTEN is in place (commits from then on wake this process)."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
 
     def _on_notify(self, *_: object) -> None:
         self._waker.wake_local()
