@@ -36,7 +36,7 @@ async def create_access_token(request: web.Request) -> web.Response:
     return respond(doc, status=201)
 
 
-@endpoint(summary="Public keys that verify access tokens (JWKS).")
+@endpoint(summary="Public keys that verify access tokens (JWKS).", content_type="application/json")
 async def jwks(request: web.Request) -> web.Response:
     """The JSON Web Key Set."""
     return web.Response(
