@@ -130,9 +130,15 @@ def app(settings: Settings, app_options: AppOptions) -> web.Application:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]], app: web.Application
+    smtp: MailSink,
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]],
+    app: web.Application,
 ) -> TestClient:
-    """An HTTP client talking to the app over a real socket."""
+    """An HTTP client talking to the app over a real socket.
+
+    `smtp` comes first so it is torn down last: the app (closed by aiohttp_client's
+    teardown) must stop its mailer while the sink still answers.
+    """
     return await aiohttp_client(app)
 
 
