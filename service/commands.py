@@ -29,11 +29,19 @@ class Outcome:
     recorded: list[RecordedEvent]
 
 
-def metadata_of(request: web.Request) -> dict[str, Any]:
-    """Who caused the events of this request, and in which request."""
+def metadata_of(request: web.Request, customer: str | None = None) -> dict[str, Any]:
+    """Who caused the events of this request, and in which request.
+
+    `customer`: the customer an unauthenticated request acts as (their own
+    registration, or a key only their mailbox received); else "anonymous".
+    """
     principal = request.get(PRINCIPAL)
+    if principal is not None:
+        actor = principal.actor
+    else:
+        actor = f"customer:{customer}" if customer is not None else "anonymous"
     return {
-        "actor": principal.actor if principal is not None else "anonymous",
+        "actor": actor,
         "request_id": request.get(REQUEST_ID),
         "correlation_id": request.headers.get("X-Correlation-Id") or request.get(REQUEST_ID),
     }
@@ -72,7 +80,12 @@ async def execute(
 
 
 async def run(
-    request: web.Request, stream_id: str, decide: Decide, after: AfterAppend | None = None
+    request: web.Request,
+    stream_id: str,
+    decide: Decide,
+    after: AfterAppend | None = None,
+    customer: str | None = None,
 ) -> Outcome:
-    """`execute` with the request's store and metadata."""
-    return await execute(request.app[STORE], stream_id, decide, metadata_of(request), after)
+    """`execute` with the request's store and metadata (`customer`: see metadata_of)."""
+    metadata = metadata_of(request, customer)
+    return await execute(request.app[STORE], stream_id, decide, metadata, after)

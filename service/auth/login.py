@@ -12,6 +12,7 @@ from events.store import ConcurrencyError
 from events.types import NewEvent
 from service.auth import refresh
 from service.domain.errors import AuthenticationFailed, TooManyLoginAttempts
+from service.logs import request_id_var
 from service.typedefs import BLOCKER, CLOCK, HASHER, METRICS, POOL, SETTINGS, STORE, TOKENS
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ async def _rehash(app: web.Application, reference: str, password: str) -> None:
             stream,
             [NewEvent(CustomerPasswordChanged(password_hash=new_hash, reason="rehash"))],
             version,
-            {"actor": "system", "reason": "argon2 parameters changed"},
+            {
+                "actor": "system",
+                "reason": "argon2 parameters changed",
+                "request_id": request_id_var.get(),  # the login that revealed the old hash
+            },
         )
     except ConcurrencyError:
         log.info("rehash of %s lost a race; will retry at next login", reference)

@@ -35,7 +35,8 @@ async def confirm(request: web.Request) -> web.Response:
             raise InvalidConfirmationKey()
         return [CustomerConfirmed(registration_key_hash=hashed)]
 
-    await run(request, customer_stream(ref), decide)
+    # The key came from the customer's mailbox: the customer confirms.
+    await run(request, customer_stream(ref), decide, customer=ref)
     return no_content()
 
 

@@ -87,7 +87,7 @@ async def register(request: web.Request) -> web.Response:
                 registration_key_hash=key_hash(registration_key),
                 store=app[SETTINGS].store,
             )
-            metadata = metadata_of(request)
+            metadata = metadata_of(request, customer=ref)  # registering oneself
             await store.append(
                 customer_stream(ref), [NewEvent(event, event_id)], 0, metadata, conn=conn
             )

@@ -193,7 +193,13 @@ async def restore_password(request: web.Request) -> web.Response:
             )
         ]
 
-    await run(request, customer_stream(ref), decide, after=_revoke_refresh_tokens(ref, now))
+    await run(
+        request,
+        customer_stream(ref),
+        decide,
+        after=_revoke_refresh_tokens(ref, now),
+        customer=ref,  # the key came from the customer's mailbox
+    )
     return no_content()
 
 
