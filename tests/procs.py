@@ -16,7 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import PASSWORD, registration, unique_email
+from service.mail.sink import MailSink
+from tests.conftest import PASSWORD, confirmation_key, registration, unique_email
 
 ROOT = Path(__file__).resolve().parent.parent
 JSONAPI = "application/vnd.api+json"
@@ -195,3 +196,16 @@ async def login_over_http(session: aiohttp.ClientSession, url: str, email: str) 
     async with session.post(f"{url}/access-tokens", json=body) as r:
         assert r.status == 201, await r.text()
         return (await r.json())["data"]["attributes"]["accessToken"]
+
+
+async def customer_over_http(
+    session: aiohttp.ClientSession, url: str, smtp: MailSink
+) -> tuple[str, str, str]:
+    """(reference, email, access token) of a fresh, confirmed, logged-in customer."""
+    status, doc, email = await register_over_http(session, url)
+    assert status == 201 and doc is not None
+    key = await confirmation_key(smtp, email)
+    body = {"data": {"type": "customer-confirmation", "attributes": {"registrationKey": key}}}
+    async with session.post(f"{url}/customer-confirmation", json=body) as r:
+        assert r.status == 204
+    return doc["data"]["id"], email, await login_over_http(session, url, email)

@@ -28,8 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.mail.sink import MailSink
-from tests.conftest import PASSWORD, confirmation_key, registration, unique_email
-from tests.procs import Service
+from tests.procs import Service, customer_over_http
 
 pytestmark = pytest.mark.process
 
@@ -41,24 +40,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 CLIENT = {"id": "fuzz-client", "secret": "fuzz-secret-1", "scopes": ["events:read", "audit:read"]}
-
-
-async def _customer(session: aiohttp.ClientSession, url: str, smtp: MailSink) -> tuple[str, str]:
-    """(reference, access token) of a fresh confirmed customer."""
-    email = unique_email("fuzz")
-    async with session.post(f"{url}/customers", json=registration(email=email)) as r:
-        assert r.status == 201
-        ref = (await r.json())["data"]["id"]
-    key = await confirmation_key(smtp, email)
-    body = {"data": {"type": "customer-confirmation", "attributes": {"registrationKey": key}}}
-    async with session.post(f"{url}/customer-confirmation", json=body) as r:
-        assert r.status == 204
-    body = {
-        "data": {"type": "access-tokens", "attributes": {"username": email, "password": PASSWORD}}
-    }
-    async with session.post(f"{url}/access-tokens", json=body) as r:
-        assert r.status == 201
-        return ref, (await r.json())["data"]["attributes"]["accessToken"]
 
 
 async def _client_token(session: aiohttp.ClientSession, url: str) -> str:
@@ -127,7 +108,7 @@ async def test_every_route_answers_as_documented_without_and_with_tokens(
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{service.url}/openapi.json") as r:
             document = await r.json()
-        ref, customer_token = await _customer(session, service.url, smtp)
+        ref, _, customer_token = await customer_over_http(session, service.url, smtp)
         client_token = await _client_token(session, service.url)
     schema = schemathesis.openapi.from_dict(document)
     runs = [
