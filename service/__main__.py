@@ -1,9 +1,10 @@
-"""Command line: `python -m service [serve|replay|verify|migrate]`."""
+"""Command line: `python -m service [serve|replay|verify|migrate|follow]`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 
@@ -39,8 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command."""
     parser = argparse.ArgumentParser(prog="python -m service")
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "replay", "verify", "migrate"]
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "replay", "verify", "migrate", "follow"],
     )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["follow"]:  # a feed consumer: needs no database, takes its own options
+        from service import feed_follow
+
+        return feed_follow.main(argv[1:])
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     setup_logging(settings.log_level)
@@ -49,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     from service import maintenance
 
     server, dsn = _database(settings)
+    with contextlib.suppress(ImportError):  # a replay of a big log is CPU-bound here
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         return asyncio.run(maintenance.main(args.command, dsn, settings))
     finally:
