@@ -46,6 +46,12 @@ async def rebuild(command: str, dsn: str, settings: Settings, batch_size: int = 
         if command == "replay":
             await job.replay()
             print(bar.finish(), file=sys.stderr)
+            if job.stale:
+                print(
+                    f"replay: no current mirror for {', '.join(job.stale)} "
+                    "(projections/mirrors.py); replayed through the handlers instead",
+                    file=sys.stderr,
+                )
             print("replay: every read model rebuilt from the log and swapped in", file=sys.stderr)
             return 0
         differences = await job.verify()
