@@ -108,7 +108,9 @@ def _pair(pair: TokenPair) -> dict[str, Any]:
     }
 
 
-async def _password(request: web.Request, params: Params, client: OAuthClient | None) -> dict:
+async def _password(
+    request: web.Request, params: Params, client: OAuthClient | None
+) -> dict[str, Any]:
     username, password = params.get("username"), params.get("password")
     if username is None or password is None:
         raise OAuthError("invalid_request", "The password grant needs username and password.")
@@ -121,7 +123,9 @@ async def _password(request: web.Request, params: Params, client: OAuthClient | 
     return _pair(pair)
 
 
-async def _refresh(request: web.Request, params: Params, client: OAuthClient | None) -> dict:
+async def _refresh(
+    request: web.Request, params: Params, client: OAuthClient | None
+) -> dict[str, Any]:
     token = params.get("refresh_token")
     if token is None:
         raise OAuthError("invalid_request", "The refresh_token grant needs refresh_token.")
@@ -134,8 +138,9 @@ async def _refresh(request: web.Request, params: Params, client: OAuthClient | N
 
 async def _client_credentials(
     request: web.Request, params: Params, client: OAuthClient | None
-) -> dict:
-    assert client is not None  # required for this grant by _client
+) -> dict[str, Any]:
+    if client is None:  # _client already insists; kept so -O cannot turn it into a crash
+        raise OAuthError("invalid_client", "Client authentication failed.", 401, _CHALLENGE)
     scopes = OAuthClients.granted_scopes(client, params.get("scope"))
     if scopes is None:
         raise OAuthError("invalid_scope", "The requested scope exceeds the client's scopes.")
@@ -148,7 +153,7 @@ async def _client_credentials(
     }
 
 
-Grant = Callable[[web.Request, Params, OAuthClient | None], Awaitable[dict]]
+Grant = Callable[[web.Request, Params, OAuthClient | None], Awaitable[dict[str, Any]]]
 _GRANTS: dict[str, Grant] = {
     "password": _password,
     "refresh_token": _refresh,
