@@ -68,7 +68,8 @@ FROM {_HEAD}
 # Why an append wrote nothing, in one round trip (only on that unhappy path).
 _WHY_NOT = """
 SELECT (SELECT count(*) FROM events WHERE event_id = ANY($2::uuid[])) AS known,
-       (SELECT wrapped_key FROM data_keys WHERE stream_id = $1) AS wrapped
+       (SELECT wrapped_key FROM data_keys WHERE stream_id = $1) AS wrapped,
+       EXISTS (SELECT 1 FROM data_keys WHERE stream_id = $1 AND wrapped_key IS NULL) AS erased
 """
 
 _ATTEMPTS = 5  # expected_version=None appends retry a lost race this many times
@@ -302,8 +303,9 @@ class EventStore:
         if row["known"]:
             return await self._already_recorded(conn, stream_id, ids)
         if why.sealed_with is not None and row["wrapped"] != why.sealed_with:
+            # The cached key is stale: erased, or gone with the transaction that made it.
             self.keys.forget(stream_id)
-            if row["wrapped"] is None:
+            if row["erased"]:
                 raise StreamErased(stream_id)
             raise _Again
         raise ConcurrencyError(stream_id, expected)
