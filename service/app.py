@@ -20,6 +20,8 @@ from service.auth.blocker import LoginBlocker
 from service.auth.housekeeping import sweep_periodically
 from service.auth.onetime import OneTimeKeys
 from service.auth.passwords import PasswordHasher
+from service.auth import tokencache
+from service.auth.tokencache import TokenCache
 from service.auth.tokens import TokenService
 from service.background import Background
 from service.clock import Clock
@@ -40,6 +42,7 @@ from service.typedefs import (
     SETTINGS,
     STORE,
     SUBSCRIBERS,
+    TOKEN_CACHE,
     TOKENS,
 )
 
@@ -73,6 +76,8 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
     app[TOKENS] = TokenService(
         keys.signing_key_pem(settings), settings.access_token_ttl, options.clock
     )
+    app[TOKEN_CACHE] = TokenCache(app[TOKENS], options.clock)
+    token_cache = tokencache.lifecycle(TOKEN_CACHE, lambda: db.connect(options.dsn))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         if options.apply_schema:
@@ -86,6 +91,7 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
         waker = Waker(pool)
         # The inline projection sees every append: counting there covers all writers.
         inline = app[METRICS].count_appends(inline_projections.apply)
+        inline = app[TOKEN_CACHE].watch(inline)
         app[STORE] = EventStore(pool, registry, KeyRing(master), waker, inline)
         listener = Listener(options.dsn, waker)
         await listener.start()
@@ -141,6 +147,8 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    app.cleanup_ctx.extend([database, hasher, subscribers, background, credentials, lookup_context])
+    app.cleanup_ctx.extend(
+        [database, token_cache, hasher, subscribers, background, credentials, lookup_context]
+    )
     setup_routes(app)
     return app

@@ -29,7 +29,7 @@ from service.errors import (
 )
 from service.jsonapi import BODY_TYPES, error_response, parse_body
 from service.logs import request_id_var
-from service.typedefs import BODY, METRICS, POOL, PRINCIPAL, REQUEST_ID, SETTINGS, TOKENS
+from service.typedefs import BODY, METRICS, POOL, PRINCIPAL, REQUEST_ID, SETTINGS, TOKEN_CACHE
 
 log = logging.getLogger("glue.http")
 access = logging.getLogger("glue.access")
@@ -179,16 +179,16 @@ async def _authenticate(request: web.Request) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise GlueError(INVALID_ACCESS_TOKEN, headers=BEARER)
+    # The cache spares re-verifying a known token and re-reading its generation
+    # (service/auth/tokencache.py says when that is safe).
+    cache = request.app[TOKEN_CACHE]
     try:
-        principal = request.app[TOKENS].verify(token.strip())
+        principal = cache.verify(token.strip())
     except InvalidToken:
         raise GlueError(INVALID_ACCESS_TOKEN, headers=BEARER) from None
     if principal.kind == "customer":
         # Anonymised customers and tokens older than the last password change die here.
-        generation = await request.app[POOL].fetchval(
-            "SELECT token_generation FROM customers WHERE customer_reference = $1",
-            principal.subject,
-        )
+        generation = await cache.generation(request.app[POOL], principal.subject)
         if generation is None or generation != principal.generation:
             raise GlueError(INVALID_ACCESS_TOKEN, headers=BEARER)
     return principal

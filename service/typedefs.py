@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from service.auth.blocker import LoginBlocker
     from service.auth.onetime import OneTimeKeys
     from service.auth.passwords import PasswordHasher
+    from service.auth.tokencache import TokenCache
     from service.auth.tokens import Principal, TokenService
     from service.background import Background
     from service.clock import Clock
@@ -27,6 +28,7 @@ POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 STORE: web.AppKey[EventStore] = web.AppKey("store")
 HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
 TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
+TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 SUBSCRIBERS: web.AppKey[SubscriberRuntime] = web.AppKey("subscribers")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 BLOCKER: web.AppKey[LoginBlocker] = web.AppKey("blocker")
