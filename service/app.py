@@ -16,11 +16,11 @@ from events.store import EventStore
 from events.subscribers import RuntimeOptions, Subscriber, SubscriberRuntime
 from projections import inline_projections
 from service import db, keys
+from service.auth import tokencache
 from service.auth.blocker import LoginBlocker
 from service.auth.housekeeping import sweep_periodically
 from service.auth.onetime import OneTimeKeys
 from service.auth.passwords import PasswordHasher
-from service.auth import tokencache
 from service.auth.tokencache import TokenCache
 from service.auth.tokens import TokenService
 from service.background import Background
@@ -115,10 +115,8 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
         )
-        subs: list[Subscriber] = [
-            Mailer(app[POOL], smtp, app[ONETIME], settings, app[METRICS]),
-            *options.extra_subscribers,
-        ]
+        mailer = Mailer(app[POOL], smtp, app[ONETIME], settings, app[METRICS])
+        subs: list[Subscriber] = [mailer, *options.extra_subscribers]
         runtime = SubscriberRuntime(
             app[STORE],
             lambda: db.connect(options.dsn),
@@ -131,6 +129,7 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
             await runtime.start()
         yield
         await runtime.stop()
+        await mailer.close()  # its SMTP connection stays open between mails
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         yield

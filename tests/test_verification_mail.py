@@ -124,6 +124,35 @@ async def test_registration_answers_201_while_smtp_refuses_every_mail(
     await smtp.wait_for(to(email))
 
 
+async def test_consecutive_mails_share_one_smtp_connection(
+    client: TestClient, app: web.Application, smtp: MailSink
+) -> None:
+    await wait_for_mailer(app)
+    opened = smtp.connections
+    first, second = unique_email("conn.a"), unique_email("conn.b")
+    await register(client, email=first)
+    await smtp.wait_for(to(first))
+    await register(client, email=second)
+    await smtp.wait_for(to(second))
+    assert smtp.connections - opened <= 1
+
+
+async def test_mail_goes_out_at_first_attempt_after_the_server_hung_up(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    await register(client, email=unique_email("hangup.before"))
+    await wait_for_mailer(app)
+    smtp.drop_connections()
+    email = unique_email("hangup.after")
+    doc = await register(client, email=email)
+    await smtp.wait_for(to(email))
+    attempts = await conn.fetchval(
+        "SELECT attempts FROM mail_deliveries WHERE event_id = $1",
+        await created_event_id(conn, doc["data"]["id"]),
+    )
+    assert attempts == 1
+
+
 async def test_registration_key_is_stored_only_as_its_hash(
     client: TestClient, smtp: MailSink, conn: asyncpg.Connection
 ) -> None:

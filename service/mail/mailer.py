@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 import asyncpg
@@ -14,21 +13,12 @@ from events.types import RecordedEvent
 from service.auth.onetime import REGISTRATION, RESTORE, OneTimeKeys
 from service.config import Settings
 from service.mail import messages
+from service.mail.connection import SmtpConnection, SmtpTarget
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class SmtpTarget:
-    """Where mail goes."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    timeout: float = 10.0
+__all__ = ["Mailer", "SmtpTarget"]
 
 
 class Mailer:
@@ -46,7 +36,7 @@ class Mailer:
         metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
-        self._smtp = smtp
+        self._smtp = SmtpConnection(smtp)
         self._keys = keys
         self._settings = settings
         self._metrics = metrics
@@ -65,15 +55,7 @@ class Mailer:
         if msg is None:
             return
         try:
-            await aiosmtplib.send(
-                msg,
-                hostname=self._smtp.host,
-                port=self._smtp.port,
-                username=self._smtp.username,
-                password=self._smtp.password,
-                start_tls=self._smtp.starttls,
-                timeout=self._smtp.timeout,
-            )
+            await self._smtp.send(msg)
         except (aiosmtplib.SMTPException, OSError) as exc:
             if self._metrics is not None:
                 self._metrics.mail_failures.inc()
@@ -95,7 +77,11 @@ class Mailer:
         if self._metrics is not None:
             self._metrics.mail_sent.labels(event.event_type).inc()
 
-    async def _compose(self, event: RecordedEvent) -> EmailMessage | None:
+    async def close(self) -> None:
+        """Close the SMTP connection (after the subscriber runtime stopped)."""
+        await self._smtp.close()
+
+    async def _compose(self, event: RecordedEvent) -> Message | None:
         sender = self._settings.mail_from
         message_id = f"<{event.event_id}@glue-customers>"
         base = self._settings.storefront_url
