@@ -1,27 +1,35 @@
 """The bulk path of `replay`: fold the log stream by stream in Python, COPY the rows.
 
 The handler path spends its time on a statement per event; this one reads the
-log once in (stream, version) order from a single snapshot, folds each stream
-through the mirrors (projections/mirrors.py) and COPYs only the final rows.
-It covers every event written by a transaction older than the snapshot's xmin,
-the same fence the gap-free read uses, so the handler path can carry on after it
-from the cursor it returns.
+log once in (stream, version) order, folds each stream through the mirrors
+(projections/mirrors.py) and COPYs only the final rows. It covers every event
+written by a transaction older than a fence (the xmin of one snapshot, as in the
+gap-free read), so the handler path carries on from the cursor it returns.
+
+Streams are independent, so the work splits by ranges of stream ids: with
+`Parallel`, each range goes to a process of its own (decryption and JSON are
+CPU-bound in Python). The fence makes every range read the same log, whatever
+moment its own snapshot is taken at: transactions older than it are all over.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import multiprocessing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from events.store import EventStore
 from events.types import RecordedEvent
-from projections.mirrors import Mirror, Tables
+from projections.mirrors import MIRRORS, Mirror, Tables
 from projections.registry import Projector
 
 Cursor = tuple[int, int]
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
 _LAST_POSITION = 2**63 - 1
 _ROWS_PER_COPY = 20_000
 
@@ -31,9 +39,44 @@ _SCAN = """
 SELECT e.position, e.transaction_id, e.stream_id, e.version, e.event_id, e.event_type,
        e.schema_version, e.payload, NULL::jsonb AS metadata, e.recorded_at, k.wrapped_key
 FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE e.transaction_id < $1::xid8
+WHERE e.transaction_id < $1::xid8 {range}
 ORDER BY e.stream_id, e.version
 """
+
+# Range boundaries that split the streams (those with data keys: nearly all) evenly.
+_BOUNDARIES = """
+SELECT min(stream_id) AS first FROM (
+    SELECT stream_id, ntile($1) OVER (ORDER BY stream_id) AS part FROM data_keys
+) s GROUP BY part ORDER BY 1 OFFSET 1
+"""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One share of the work: the streams with lo <= id < hi, below the fence."""
+
+    fence: int
+    lo: str | None = None
+    hi: str | None = None
+
+    def query(self) -> tuple[str, list[Any]]:
+        """The scan of this range, with its arguments (bounds only when set: index ranges)."""
+        args: list[Any] = [self.fence]
+        bounds = []
+        for op, value in ((">=", self.lo), ("<", self.hi)):
+            if value is not None:
+                args.append(value)
+                bounds.append(f"AND e.stream_id {op} ${len(args)}")
+        return _SCAN.format(range=" ".join(bounds)), args
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How worker processes reach the database and decode events (both picklable)."""
+
+    workers: int
+    connect: Connect
+    store: Callable[[], EventStore]
 
 
 class _Folder:
@@ -87,11 +130,55 @@ async def load(
     schema: str,
     batch_size: int,
     progress: Callable[[int], None],
+    parallel: Parallel | None = None,
 ) -> Cursor:
     """Fill the scratch tables from every event below the fence; returns the cursor after it."""
+    fence = int(await reader.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())"))
+    workers = parallel.workers if parallel is not None else 1
+    firsts = [r["first"] for r in await reader.fetch(_BOUNDARIES, workers)] if workers > 1 else []
+    parts = [Part(fence, lo, hi) for lo, hi in zip([None, *firsts], [*firsts, None], strict=True)]
+    if parallel is None or len(parts) < 2:
+        await fill(store, mirrors, reader, writer, schema, batch_size, parts[0], progress)
+    else:
+        await _in_processes(parallel, mirrors, schema, batch_size, parts, progress)
+    return (fence - 1, _LAST_POSITION)
+
+
+async def fill(
+    store: EventStore,
+    mirrors: Sequence[Mirror],
+    reader: asyncpg.Connection,
+    writer: asyncpg.Connection,
+    schema: str,
+    batch_size: int,
+    part: Part,
+    progress: Callable[[int], None],
+) -> None:
+    """Scan one range, fold it and COPY the rows: three steps overlapping in a pipeline."""
     folder = _Folder(mirrors)
     columns = {t: list(c) for m in mirrors for t, c in m.columns.items()}
+    batches: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=2)
     chunks: asyncio.Queue[dict[str, list[tuple[Any, ...]]] | None] = asyncio.Queue(maxsize=2)
+
+    async def scan() -> None:
+        query, args = part.query()
+        async with reader.transaction(isolation="repeatable_read", readonly=True):
+            cursor = await reader.cursor(query, *args)
+            while rows := await cursor.fetch(batch_size):
+                await batches.put(rows)
+        await batches.put(None)
+
+    async def fold() -> None:
+        done = 0
+        while (rows := await batches.get()) is not None:
+            folder.fold(store._decode(rows))  # the store's own decryption and upcasting
+            done += len(rows)
+            progress(done)
+            if folder.pending >= _ROWS_PER_COPY:
+                await chunks.put(folder.take())
+        folder.finish_stream()
+        await chunks.put(folder.take())
+        await chunks.put(None)
 
     async def copy() -> None:
         # Each COPY commits on its own: a long write transaction would hold its
@@ -103,34 +190,72 @@ async def load(
                         table, records=records, columns=columns[table], schema_name=schema
                     )
 
-    async def scan() -> Cursor:
-        # Reads the next batch while the previous one is decrypted and folded.
-        async with reader.transaction(isolation="repeatable_read", readonly=True):
-            fence = await reader.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
-            cursor = await reader.cursor(_SCAN, fence)
-            while rows := await cursor.fetch(batch_size):
-                await batches.put(rows)
-        await batches.put(None)
-        return (int(fence) - 1, _LAST_POSITION)
-
-    async def fold() -> None:
-        done = 0
-        while (rows := await batches.get()) is not None:
-            folder.fold(store._decode(rows))  # the store's decryption and upcasting
-            done += len(rows)
-            progress(done)
-            if folder.pending >= _ROWS_PER_COPY:
-                await chunks.put(folder.take())
-        folder.finish_stream()
-        await chunks.put(folder.take())
-        await chunks.put(None)
-
-    batches: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=2)
     async with asyncio.TaskGroup() as tasks:
-        scanned = tasks.create_task(scan())
+        tasks.create_task(scan())
         tasks.create_task(fold())
         tasks.create_task(copy())
-    return scanned.result()
+
+
+async def _in_processes(
+    parallel: Parallel,
+    mirrors: Sequence[Mirror],
+    schema: str,
+    batch_size: int,
+    parts: Sequence[Part],
+    progress: Callable[[int], None],
+) -> None:
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop
+    counters = [ctx.Value("q", 0, lock=False) for _ in parts]
+    names = [m.name for m in mirrors]
+    processes = [
+        ctx.Process(
+            target=_worker,
+            args=(parallel, names, schema, batch_size, part, counter),
+            name=f"glue-replay-{i}",
+            daemon=True,
+        )
+        for i, (part, counter) in enumerate(zip(parts, counters, strict=True))
+    ]
+    try:
+        for process in processes:
+            process.start()
+        while any(p.is_alive() for p in processes):
+            progress(sum(c.value for c in counters))
+            await asyncio.sleep(0.2)  # polling children; nothing else to wait on
+        progress(sum(c.value for c in counters))
+        failed = [p.name for p in processes if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"bulk replay worker(s) failed: {', '.join(failed)}")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def _worker(
+    parallel: Parallel, names: list[str], schema: str, batch_size: int, part: Part, counter: Any
+) -> None:
+    """A worker process: fill one range with connections of its own."""
+
+    async def run() -> None:
+        reader, writer = await parallel.connect(), await parallel.connect()
+        try:
+
+            def scanned(done: int) -> None:
+                counter.value = done
+
+            mirrors = [MIRRORS[n] for n in names]
+            await fill(parallel.store(), mirrors, reader, writer, schema, batch_size, part, scanned)
+        finally:
+            await reader.close()
+            await writer.close()
+
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(run())
 
 
 def stale(mirrors: dict[str, Mirror], projectors: Sequence[Projector]) -> list[str]:

@@ -64,6 +64,8 @@ class Rebuild:
     mirrors: dict[str, Mirror] = field(default_factory=lambda: dict(MIRRORS))
     # Set by replay: projectors whose mirror is missing or stale (handler path taken).
     stale: list[str] = field(default_factory=list)
+    # Worker processes for the bulk path (None: all in this process).
+    parallel: bulk.Parallel | None = None
 
     async def replay(self) -> int:
         """Rebuild every read model and swap the new tables in; returns events projected."""
@@ -129,7 +131,14 @@ class Rebuild:
             self._report(s, "replaying")
 
         s.cursor = await bulk.load(
-            self.store, mirrors, s.reader, s.writer, self.schema, self.batch_size, scanned
+            self.store,
+            mirrors,
+            s.reader,
+            s.writer,
+            self.schema,
+            self.batch_size,
+            scanned,
+            self.parallel,
         )
 
     async def _build(self, s: _Session) -> None:

@@ -123,11 +123,10 @@ async def test_small_pages_following_links_next_equal_one_big_page_while_writers
     doc = await page(client, **params)
     while True:
         seen += [item["id"] for item in doc["data"]]
-        if not doc["data"] and all(w.done() for w in writing):
+        if len(seen) >= 100:  # what the writers write (nobody else writes meanwhile)
             break
         doc = await page(client, doc["links"]["next"])
     await asyncio.gather(*writing)
-    # Writers are done: one more empty page proves nothing was left behind.
     assert (await page(client, doc["links"]["next"]))["data"] == []
 
     big = await page(client, **({"page[after]": start} if start else {}) | {"page[limit]": "1000"})

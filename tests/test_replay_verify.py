@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,9 +19,10 @@ from events.customer import CustomerCreated, CustomerUpdated, customer_stream
 from events.store import EventStore
 from events.types import NewEvent
 from projections import bulk, inline_projections
+from projections.bulk import Parallel
 from projections.mirrors import MIRRORS
 from projections.rebuild import Rebuild, RebuildBusy
-from service import db, maintenance
+from service import db, keys, maintenance
 from service.config import Settings
 from service.typedefs import STORE
 from tests.histories import EVERY_STEP, append_history, histories
@@ -112,6 +114,24 @@ async def test_replay_swaps_in_tables_equal_to_the_inline_ones(
     projected = await rebuild(store, database, batch_size=3).replay()
 
     assert projected >= 1
+    assert await tables(conn) == before
+
+
+async def test_replay_in_worker_processes_swaps_in_the_same_tables(
+    store: EventStore, database: str, settings: Settings, conn: asyncpg.Connection
+) -> None:
+    for _ in range(4):
+        await create_customer(store)
+    before = await tables(conn)
+    master = keys.master_key(settings)
+    parallel = Parallel(
+        2,
+        functools.partial(db.connect, database),
+        functools.partial(maintenance.decoding_store, master),
+    )
+
+    await rebuild(store, database, parallel=parallel).replay()
+
     assert await tables(conn) == before
 
 
