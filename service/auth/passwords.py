@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
+
+# Niceness added to the hashing threads (Linux, where it is per thread).
+HASH_THREAD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    # Hashing soaks up whatever CPU the event loop leaves over. At a lower priority
+    # it never keeps a runnable event loop (and with it every other request) waiting
+    # for a core; the hashes lose only the time the loop really uses.
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            nice = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + HASH_THREAD_NICENESS))
 
 
 class PasswordHasher:
@@ -16,7 +34,9 @@ class PasswordHasher:
         self._ph = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=1, type=argon2.Type.ID
         )
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="argon2", initializer=_lower_priority
+        )
         # Hashes wait here, not in the executor, so a burst cannot pile up work
         # that keeps running after its requests were abandoned.
         self._slots = asyncio.Semaphore(max(1, workers))

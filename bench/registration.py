@@ -1,0 +1,333 @@
+"""Registrations/s through HTTP beside the raw argon2id rate, and GET p99 under that load.
+
+Starts the real service (`python -m service serve`) on a throwaway DATA_DIR and a
+free port (embedded PostgreSQL unless DATABASE_URL is set), then alternates two
+kinds of window so that whatever else runs on the machine weighs on both alike:
+
+- raw: the argon2id hash rate with the service's parameters and number of threads,
+  computed here while the service idles;
+- load: 8 clients registering as fast as they are answered, while one more client
+  reads GET /customers/{ref} of a confirmed customer and records its latency.
+
+Targets: registrations/s ≥ 0.9 x the raw hash rate; GET p99 < 50 ms under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email as email_parser
+import email.policy as email_policy
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from service.auth.passwords import PasswordHasher
+from service.config import Settings
+from service.mail.sink import links_in
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "Bench-Password-1"
+RATIO_TARGET = 0.9
+P99_TARGET_MS = 50.0
+
+
+@dataclass
+class Tally:
+    """What the windows measured, summed over the rounds."""
+
+    hashes: int = 0
+    hash_seconds: float = 0.0
+    registered: int = 0
+    failed: dict[int, int] = field(default_factory=dict)
+    load_seconds: float = 0.0
+    get_ms: list[float] = field(default_factory=list)
+    idle_get_ms: list[float] = field(default_factory=list)
+    # CPU seconds per component spent during the load windows.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(stat_path: str) -> float:
+    try:
+        with open(stat_path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _HZ
+
+
+def _cpu_snapshot(service_pid: int, pg_dir: Path) -> dict[str, float]:
+    """CPU seconds so far: the service's event-loop thread, its other threads (argon2),
+    PostgreSQL (postmaster and backends) and this benchmark process."""
+    snap = {"event loop": 0.0, "service threads": 0.0, "postgres": 0.0, "bench client": 0.0}
+    for task in Path(f"/proc/{service_pid}/task").glob("*"):
+        key = "event loop" if task.name == str(service_pid) else "service threads"
+        snap[key] += _cpu_seconds(f"{task}/stat")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        postmaster = int((pg_dir / "postmaster.pid").read_text().split()[0])
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError, IndexError):
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == postmaster or proc.name == str(postmaster):
+                    snap["postgres"] += _cpu_seconds(f"{proc}/stat")
+    snap["bench client"] = _cpu_seconds(f"/proc/{os.getpid()}/stat")
+    return snap
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _service(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _wait_ready(session: aiohttp.ClientSession, base: str, proc: Any) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(f"{base}/health/ready") as resp:
+                if resp.status == 200:
+                    return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("service did not become ready")
+
+
+def _registration(email: str) -> dict[str, Any]:
+    return {
+        "data": {
+            "type": "customers",
+            "attributes": {
+                "salutation": "Mr",
+                "firstName": "Bench",
+                "lastName": "Mark",
+                "email": email,
+                "password": PASSWORD,
+                "confirmPassword": PASSWORD,
+                "acceptedTerms": True,
+            },
+        }
+    }
+
+
+def _email() -> str:
+    return f"bench.{uuid.uuid4().hex}@example.com"
+
+
+async def _confirmed_customer(
+    session: aiohttp.ClientSession, base: str, mail_dir: Path
+) -> tuple[str, str]:
+    """(reference, access token) of a customer confirmed through the mailed link."""
+    email = _email()
+    async with session.post(f"{base}/customers", json=_registration(email)) as resp:
+        assert resp.status == 201, await resp.text()
+        ref = (await resp.json())["data"]["id"]
+    key = None
+    deadline = time.monotonic() + 30
+    while key is None and time.monotonic() < deadline:
+        for path in await asyncio.to_thread(lambda: list(mail_dir.glob("*.eml"))):
+            msg = email_parser.message_from_bytes(path.read_bytes(), policy=email_policy.default)
+            if str(msg["To"]) == email:
+                key = links_in(msg)[0].split("token=", 1)[1]  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+    if key is None:
+        raise RuntimeError("no confirmation mail arrived")
+    body = {"data": {"type": "customer-confirmation", "attributes": {"registrationKey": key}}}
+    async with session.post(f"{base}/customer-confirmation", json=body) as resp:
+        assert resp.status == 204, await resp.text()
+    creds = {
+        "data": {"type": "access-tokens", "attributes": {"username": email, "password": PASSWORD}}
+    }
+    async with session.post(f"{base}/access-tokens", json=creds) as resp:
+        assert resp.status == 201, await resp.text()
+        token = (await resp.json())["data"]["attributes"]["accessToken"]
+    return ref, token
+
+
+async def _raw_hash_window(settings: Settings, seconds: float) -> int:
+    """Hashes the service's own hasher (same parameters, threads and priority) completes
+    in `seconds`, called directly instead of through HTTP."""
+    hasher = PasswordHasher(
+        settings.argon2_memory_kib, settings.argon2_time_cost, settings.hash_workers
+    )
+    end = time.perf_counter() + seconds
+    count = 0
+
+    async def work() -> None:
+        nonlocal count
+        while time.perf_counter() < end:
+            await hasher.hash(PASSWORD)
+            count += 1
+
+    try:
+        await asyncio.gather(*(work() for _ in range(settings.hash_workers)))
+    finally:
+        hasher.close()
+    return count
+
+
+async def _probe(
+    session: aiohttp.ClientSession, url: str, token: str, until: float, out: list[float]
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.perf_counter() < until:
+        started = time.perf_counter()
+        async with session.get(url, headers=headers) as resp:
+            await resp.read()
+            assert resp.status == 200, resp.status
+        out.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.02)
+
+
+async def _register_until(
+    session: aiohttp.ClientSession, base: str, until: float, tally: Tally
+) -> None:
+    while time.perf_counter() < until:
+        async with session.post(f"{base}/customers", json=_registration(_email())) as resp:
+            await resp.read()
+            if resp.status == 201:
+                tally.registered += 1
+            else:
+                tally.failed[resp.status] = tally.failed.get(resp.status, 0) + 1
+
+
+async def _run(opts: argparse.Namespace) -> Tally:
+    tmp = Path(tempfile.mkdtemp(prefix="glue-bench-"))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_")}
+    env.update(
+        DATA_DIR=str(tmp / "data"),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        LOG_LEVEL="WARNING",
+        SMTP_PORT=str(_free_port()),  # the local sink, on a port nobody else uses
+    )
+    settings = Settings.from_env(env)
+    base = f"http://127.0.0.1:{port}"
+    pg_dir = tmp / "data" / "pg"
+    tally = Tally()
+    print(
+        f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} p=1, "
+        f"{settings.hash_workers} hash threads; {opts.clients} clients; "
+        f"{opts.rounds} rounds of {opts.seconds:.0f} s load + {opts.seconds / 2:.0f} s raw",
+        flush=True,
+    )
+    try:
+        with _service(env, tmp / "service.log") as proc:
+            connector = aiohttp.TCPConnector(limit=opts.clients + 2)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await _wait_ready(session, base, proc)
+                ref, token = await _confirmed_customer(session, base, tmp / "data" / "mail")
+                url = f"{base}/customers/{ref}"
+                await _probe(session, url, token, time.perf_counter() + 2, tally.idle_get_ms)
+                for _ in range(opts.rounds):
+                    raw_seconds = opts.seconds / 2
+                    tally.hashes += await _raw_hash_window(settings, raw_seconds)
+                    tally.hash_seconds += raw_seconds
+                    before = _cpu_snapshot(proc.pid, pg_dir)
+                    started = time.perf_counter()
+                    until = started + opts.seconds
+                    await asyncio.gather(
+                        _probe(session, url, token, until, tally.get_ms),
+                        *(
+                            _register_until(session, base, until, tally)
+                            for _ in range(opts.clients)
+                        ),
+                    )
+                    # The clients finish their last request after `until`: count real time.
+                    tally.load_seconds += time.perf_counter() - started
+                    after = _cpu_snapshot(proc.pid, pg_dir)
+                    for key, value in after.items():
+                        tally.cpu[key] = tally.cpu.get(key, 0.0) + value - before[key]
+    except BaseException:
+        print((tmp / "service.log").read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tally
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main(argv: list[str]) -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench registration")
+    parser.add_argument("--seconds", type=float, default=10.0, help="load window length")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8)
+    opts = parser.parse_args(argv)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    tally = asyncio.run(_run(opts))
+    raw = tally.hashes / tally.hash_seconds
+    rate = tally.registered / tally.load_seconds
+    ratio = rate / raw if raw else 0.0
+    p99 = _percentile(tally.get_ms, 99)
+    print(f"raw argon2id hash rate:      {raw:7.1f} hashes/s")
+    print(
+        f"registrations through HTTP:  {rate:7.1f} /s  ({tally.registered} in "
+        f"{tally.load_seconds:.1f} s; other statuses: {tally.failed or 'none'})"
+    )
+    print(
+        f"ratio:                       {ratio:7.2f} x   "
+        f"(target >= {RATIO_TARGET}: {'ok' if ratio >= RATIO_TARGET else 'BELOW'})"
+    )
+    per = {k: v / max(1, tally.registered) * 1000 for k, v in tally.cpu.items()}
+    print(
+        "CPU ms per registration:     "
+        + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+        + f"  (machine: {os.cpu_count()} cores, {1000 / rate * (os.cpu_count() or 1):.1f} "
+        "core-ms per registration available)"
+    )
+    print(
+        f"GET /customers/{{ref}} idle:   p50 {statistics.median(tally.idle_get_ms):6.1f} ms  "
+        f"p99 {_percentile(tally.idle_get_ms, 99):6.1f} ms  (n={len(tally.idle_get_ms)})"
+    )
+    print(
+        f"GET /customers/{{ref}} loaded: p50 {statistics.median(tally.get_ms):6.1f} ms  "
+        f"p99 {p99:6.1f} ms  max {max(tally.get_ms):6.1f} ms  (n={len(tally.get_ms)}; "
+        f"target p99 < {P99_TARGET_MS:.0f} ms: {'ok' if p99 < P99_TARGET_MS else 'ABOVE'})"
+    )

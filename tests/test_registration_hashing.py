@@ -1,0 +1,67 @@
+"""The argon2id hasher registration and login share: parameters, thread pool, priority."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+
+import argon2
+import pytest
+
+from service.auth.passwords import HASH_THREAD_NICENESS, PasswordHasher
+
+
+@pytest.fixture
+def hasher() -> PasswordHasher:
+    h = PasswordHasher(memory_kib=1024, time_cost=1, workers=2)
+    yield h
+    h.close()
+
+
+async def test_hashes_are_argon2id_with_the_configured_parameters(hasher: PasswordHasher) -> None:
+    params = argon2.extract_parameters(await hasher.hash("Secret123!"))
+    assert (params.type, params.memory_cost, params.time_cost, params.parallelism) == (
+        argon2.Type.ID,
+        1024,
+        1,
+        1,
+    )
+
+
+async def test_a_hash_verifies_its_password_only(hasher: PasswordHasher) -> None:
+    hashed = await hasher.hash("Secret123!")
+    assert await hasher.verify(hashed, "Secret123!")
+    assert not await hasher.verify(hashed, "Secret123?")
+
+
+async def test_verifying_against_no_hash_says_no(hasher: PasswordHasher) -> None:
+    assert not await hasher.verify(None, "not a real password: equalises timing")
+
+
+async def test_the_event_loop_keeps_running_while_a_hash_is_computed() -> None:
+    hasher = PasswordHasher(memory_kib=19456, time_cost=2, workers=1)
+    try:
+        ticks = 0
+        hashing = asyncio.ensure_future(hasher.hash("Secret123!"))
+        while not hashing.done():
+            ticks += 1
+            await asyncio.sleep(0)
+        await hashing
+    finally:
+        hasher.close()
+    # A hash run on the loop thread would finish before the loop ticked even twice.
+    assert ticks > 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux")
+async def test_hashing_threads_run_at_a_lower_priority_than_the_loop(
+    hasher: PasswordHasher,
+) -> None:
+    await hasher.hash("Secret123!")
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    workers = [t.native_id for t in hasher._pool._threads]
+    assert workers
+    for tid in workers:
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, own + HASH_THREAD_NICENESS)
