@@ -2,7 +2,7 @@
 
 The handler path spends its time on a statement per event; this one reads the
 log once in (stream, version) order, folds each stream through the mirrors
-(projections/mirrors.py) and COPYs only the final rows. It covers every event
+(projections/mirrors/) and COPYs only the final rows. It covers every event
 written by a transaction older than a fence (the xmin of one snapshot, as in the
 gap-free read), so the handler path carries on from the cursor it returns.
 

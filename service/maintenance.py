@@ -66,7 +66,7 @@ async def rebuild(command: str, dsn: str, settings: Settings, batch_size: int = 
             if job.stale:
                 print(
                     f"replay: no current mirror for {', '.join(job.stale)} "
-                    "(projections/mirrors.py); replayed through the handlers instead",
+                    "(projections/mirrors/); replayed through the handlers instead",
                     file=sys.stderr,
                 )
             print("replay: every read model rebuilt from the log and swapped in", file=sys.stderr)

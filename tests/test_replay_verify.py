@@ -87,7 +87,7 @@ async def test_a_random_history_projected_inline_equals_its_replay(
 
 
 def test_every_projector_has_a_current_mirror_for_bulk_replay() -> None:
-    # A projector changed without its mirror in projections/mirrors.py (and the
+    # A projector changed without its mirror in projections/mirrors/ (and the
     # fingerprint there): replay still works, through the handlers, but slowly.
     assert bulk.stale(MIRRORS, inline_projections.projectors) == []
 
