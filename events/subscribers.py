@@ -40,6 +40,7 @@ class SubscriberStatus:
     """What the runtime knows of one subscriber (exported as metrics)."""
 
     leader: bool = False
+    lock_attempts: int = 0
     handled: int = 0
     failures: int = 0
     skipped: int = 0
@@ -82,6 +83,7 @@ class SubscriberRuntime:
         # Bumped by wait_idle: only a pass that began after the bump may report idle, or
         # a pass already past its read (missing the caller's commits) would answer early.
         self._idle_asked: dict[str, int] = dict.fromkeys(self._idle, 0)
+        self._watchers: set[asyncio.Event] = set()
 
     @property
     def subscribers(self) -> list[Subscriber]:
@@ -117,48 +119,85 @@ class SubscriberRuntime:
         self._waker.wake_local()
         await asyncio.wait_for(self._idle[name].wait(), timeout)
 
+    async def wait_until(
+        self, name: str, predicate: Callable[[SubscriberStatus], bool], timeout: float = 10.0
+    ) -> None:
+        """Wait until a subscriber's status satisfies `predicate` (for tests)."""
+        watcher = asyncio.Event()
+        self._watchers.add(watcher)
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self.status[name]):
+                    await watcher.wait()
+                    watcher.clear()
+        finally:
+            self._watchers.discard(watcher)
+
+    def _changed(self) -> None:
+        for watcher in self._watchers:
+            watcher.set()
+
     async def _lead(self, sub: Subscriber) -> None:
         status = self.status[sub.name]
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await self._connect()
-                got = await conn.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtext('glue-subscriber'), hashtext($1))",
-                    sub.name,
-                )
-                if got:
-                    status.leader = True
-                    log.info("subscriber %s: leading", sub.name)
-                    await self._follow(sub, conn)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("subscriber %s: %s; retrying", sub.name, exc)
-            finally:
-                status.leader = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(self._options.leader_retry_seconds)
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                try:
+                    # A contender keeps its connection between attempts; a leader's is
+                    # closed when it stops leading, which is what releases the lock.
+                    if conn is None or conn.is_closed():
+                        conn = await self._connect()
+                    got = await conn.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtext('glue-subscriber'), hashtext($1))",
+                        sub.name,
+                    )
+                    status.lock_attempts += 1
+                    status.leader = bool(got)
+                    self._changed()
+                    if got:
+                        log.info("subscriber %s: leading", sub.name)
+                        await self._follow(sub, conn)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("subscriber %s: %s; retrying", sub.name, exc)
+                finally:
+                    if status.leader:
+                        status.leader = False
+                        self._changed()
+                        conn = await self._close(conn)
+                await asyncio.sleep(self._options.leader_retry_seconds)
+        finally:
+            await self._close(conn)
+
+    @staticmethod
+    async def _close(conn: asyncpg.Connection | None) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close(timeout=2))
 
     async def _follow(self, sub: Subscriber, lock_conn: asyncpg.Connection) -> None:
         status = self.status[sub.name]
         wake = self._waker.waiter()
+        # The checkpoint is read and written on the lock's own connection: a write
+        # that succeeds proves this process still leads.
+        progress = _Progress(sub.name, lock_conn, await self._checkpoint(lock_conn, sub.name))
         try:
-            cursor = await self._checkpoint(sub.name)
             while not lock_conn.is_closed():
                 wake.clear()
                 asked = self._idle_asked[sub.name]
                 batch = await self._store.read_all(
-                    after=cursor, limit=self._options.batch_size, types=sub.types
+                    after=progress.cursor, limit=self._options.batch_size, types=sub.types
                 )
                 for event in batch:
-                    await self._deliver(sub, event, status)
-                    cursor = await self._advance(sub.name, cursor, event)
-                    status.last_cursor = cursor
+                    await self._deliver(sub, event, status, progress)
+                    progress.cursor = (event.transaction_id, event.position)
+                    status.last_cursor = progress.cursor
                     status.last_recorded_at = event.recorded_at.timestamp()
                     status.lag_seconds = max(0.0, time.time() - event.recorded_at.timestamp())
+                # One checkpoint write per batch, not per event: after a crash at most
+                # the rest of a batch is offered again (handlers are idempotent).
+                await progress.save()
                 if len(batch) == self._options.batch_size:
                     continue
                 status.lag_seconds = 0.0
@@ -166,22 +205,34 @@ class SubscriberRuntime:
                     self._idle[sub.name].set()
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the
                 # wake fires, and this loop would then never stop.
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(self._options.poll_seconds):
                         await wake.wait()
-                # Leadership is tied to the lock connection: prove it is alive.
-                await lock_conn.fetchval("SELECT 1")
+                except TimeoutError:
+                    # Quiet for a while: prove the lock connection (and so the lead) alive.
+                    await lock_conn.fetchval("SELECT 1")
+        except BaseException:
+            # Stopped or failed between checkpoints: record what was handled, so that
+            # the next leader neither repeats it nor (CAS) moves the checkpoint back.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(progress.save())
+            raise
         finally:
             self._waker.forget(wake)
 
     async def _deliver(
-        self, sub: Subscriber, event: RecordedEvent, status: SubscriberStatus
+        self,
+        sub: Subscriber,
+        event: RecordedEvent,
+        status: SubscriberStatus,
+        progress: _Progress,
     ) -> None:
         attempt = 0
         while True:
             try:
                 await sub.handle(event)
                 status.handled += 1
+                self._changed()
                 return
             except asyncio.CancelledError:
                 raise
@@ -197,42 +248,58 @@ class SubscriberRuntime:
                 )
                 if attempt >= self._options.max_attempts:
                     status.skipped += 1
+                    self._changed()
                     log.error("subscriber %s: skipping poison event %s", sub.name, event.cursor)
                     return
+            # A retry may wait long (RetryLater forever): keep what came before it.
+            await progress.save()
             delay = min(self._options.backoff_cap, self._options.backoff_base * 2 ** (attempt - 1))
             await asyncio.sleep(delay)
 
-    async def _checkpoint(self, name: str) -> tuple[int, int]:
-        async with self._store.pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO subscriber_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", name
-            )
-            row = await conn.fetchrow(
-                "SELECT transaction_id, position FROM subscriber_checkpoints WHERE name = $1", name
-            )
+    @staticmethod
+    async def _checkpoint(conn: asyncpg.Connection, name: str) -> tuple[int, int]:
+        await conn.execute(
+            "INSERT INTO subscriber_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", name
+        )
+        row = await conn.fetchrow(
+            "SELECT transaction_id, position FROM subscriber_checkpoints WHERE name = $1", name
+        )
         return row["transaction_id"], row["position"]
 
-    async def _advance(
-        self, name: str, cursor: tuple[int, int], event: RecordedEvent
-    ) -> tuple[int, int]:
+
+@dataclass
+class _Progress:
+    """How far a leader got (`cursor`) and what its checkpoint row says (`saved`)."""
+
+    name: str
+    conn: asyncpg.Connection
+    saved: tuple[int, int]
+    cursor: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        self.cursor = self.saved
+
+    async def save(self) -> None:
+        """Write the cursor to the checkpoint row, if it moved."""
+        if self.cursor == self.saved:
+            return
         # Compare-and-set: a deposed leader that wakes up late cannot move the
         # checkpoint its successor already owns.
-        new = (event.transaction_id, event.position)
-        async with self._store.pool.acquire() as conn:
-            done = await conn.fetchval(
-                """UPDATE subscriber_checkpoints
-                   SET transaction_id = $2, position = $3, updated_at = now()
-                   WHERE name = $1 AND transaction_id = $4 AND position = $5
-                   RETURNING 1""",
-                name,
-                new[0],
-                new[1],
-                cursor[0],
-                cursor[1],
-            )
+        new = self.cursor
+        done = await self.conn.fetchval(
+            """UPDATE subscriber_checkpoints
+               SET transaction_id = $2, position = $3, updated_at = now()
+               WHERE name = $1 AND transaction_id = $4 AND position = $5
+               RETURNING 1""",
+            self.name,
+            new[0],
+            new[1],
+            self.saved[0],
+            self.saved[1],
+        )
         if done is None:
-            raise RuntimeError(f"checkpoint of {name} moved under us; giving up leadership")
-        return new
+            raise RuntimeError(f"checkpoint of {self.name} moved under us; giving up leadership")
+        self.saved = new
 
 
 @dataclass
