@@ -34,7 +34,7 @@ verify: $(STAMP)
 
 # The CI suite fuzzes a few examples per route; this runs many more.
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-150} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-150} $(BIN)/python -m pytest -q -p no:cacheprovider --tb=native tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH)

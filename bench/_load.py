@@ -1,0 +1,114 @@
+"""Load generator for bench/fullstack.py, run in its own process so it does not share the
+server's event loop: `python -m bench._load < config.json` prints one JSON result line.
+
+config: {"url", "scenario", "seconds", "concurrency", "customers": [{"ref", "email",
+"password", "token"}]}. Scenarios: get, patch, addresses, register, login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+JSONAPI = "application/vnd.api+json"
+
+
+def _request(scenario: str, url: str, customer: dict[str, Any], n: int) -> tuple[str, str, Any]:
+    auth = {"Authorization": f"Bearer {customer['token']}"}
+    ref = customer["ref"]
+    if scenario == "get":
+        return "GET", f"{url}/customers/{ref}", (auth, None)
+    if scenario == "addresses":
+        return "GET", f"{url}/customers/{ref}/addresses", (auth, None)
+    if scenario == "patch":
+        attrs = {"firstName": f"Load{n}"}
+        body = {"data": {"type": "customers", "id": ref, "attributes": attrs}}
+        return "PATCH", f"{url}/customers/{ref}", (auth, body)
+    if scenario == "login":
+        attrs = {"username": customer["email"], "password": customer["password"]}
+        return (
+            "POST",
+            f"{url}/access-tokens",
+            ({}, {"data": {"type": "access-tokens", "attributes": attrs}}),
+        )
+    if scenario == "register":
+        attrs = {
+            "salutation": "Mr",
+            "firstName": "Load",
+            "lastName": "Test",
+            "email": f"load.{uuid.uuid4().hex[:16]}@example.com",
+            "password": customer["password"],
+            "confirmPassword": customer["password"],
+            "acceptedTerms": True,
+        }
+        return (
+            "POST",
+            f"{url}/customers",
+            ({}, {"data": {"type": "customers", "attributes": attrs}}),
+        )
+    raise ValueError(scenario)
+
+
+async def run(config: dict[str, Any]) -> dict[str, Any]:
+    """Drive one scenario for `seconds` with `concurrency` keep-alive connections."""
+    url, scenario = config["url"], config["scenario"]
+    customers = config["customers"]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = itertools.count()
+    deadline = time.perf_counter() + config["seconds"]
+    connector = aiohttp.TCPConnector(limit=config["concurrency"])
+
+    async def worker(session: aiohttp.ClientSession, offset: int) -> None:
+        while time.perf_counter() < deadline:
+            n = next(counter)
+            customer = customers[(n + offset) % len(customers)]
+            method, target, (headers, body) = _request(scenario, url, customer, n)
+            started = time.perf_counter()
+            async with session.request(
+                method, target, headers={**headers, "Content-Type": JSONAPI}, json=body
+            ) as resp:
+                await resp.read()
+            latencies.append(time.perf_counter() - started)
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+    began = time.perf_counter()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session, i * 7) for i in range(config["concurrency"])))
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+        )
+
+    ok = sum(c for s, c in statuses.items() if 200 <= s < 300)
+    return {
+        "scenario": scenario,
+        "requests": len(latencies),
+        "ok": ok,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "rps": ok / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
+
+
+def main() -> None:
+    """Read the config from stdin, print the result."""
+    import uvloop
+
+    config = json.load(sys.stdin)
+    print(json.dumps(uvloop.run(run(config))))
+
+
+if __name__ == "__main__":
+    main()
