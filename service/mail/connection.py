@@ -35,17 +35,19 @@ class SmtpConnection:
         self._target = target
         self._client: aiosmtplib.SMTP | None = None
 
-    async def send(self, msg: Message) -> None:
+    async def send(self, msg: Message, sender: str, recipient: str) -> None:
         """Deliver one message (raises aiosmtplib.SMTPException or OSError)."""
         reused = self._client is not None and self._client.is_connected
         try:
-            await self._send(msg)
+            await self._send(msg, sender, recipient)
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
             self._drop()
             if not reused:
                 raise
             try:
-                await self._send(msg)  # the server had hung up on an idle connection
+                await self._send(
+                    msg, sender, recipient
+                )  # the server had hung up on an idle connection
             except BaseException:
                 self._drop()
                 raise
@@ -54,7 +56,7 @@ class SmtpConnection:
             self._drop()
             raise
 
-    async def _send(self, msg: Message) -> None:
+    async def _send(self, msg: Message, sender: str, recipient: str) -> None:
         if self._client is None or not self._client.is_connected:
             t = self._target
             client = aiosmtplib.SMTP(
@@ -67,7 +69,8 @@ class SmtpConnection:
             )
             self._client = client
             await client.connect()
-        await self._client.send_message(msg)
+        # Envelope given, not parsed back out of the headers.
+        await self._client.send_message(msg, sender=sender, recipients=[recipient])
 
     def _drop(self) -> None:
         client, self._client = self._client, None

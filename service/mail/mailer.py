@@ -55,7 +55,7 @@ class Mailer:
         if msg is None:
             return
         try:
-            await self._smtp.send(msg)
+            await self._smtp.send(msg, self._settings.mail_from, str(msg["To"]))
         except (aiosmtplib.SMTPException, OSError) as exc:
             if self._metrics is not None:
                 self._metrics.mail_failures.inc()

@@ -88,14 +88,16 @@ async def register(request: web.Request) -> web.Response:
                 store=app[SETTINGS].store,
             )
             metadata = metadata_of(request, customer=ref)  # registering oneself
-            await store.append(
+            recorded = await store.append(
                 customer_stream(ref), [NewEvent(event, event_id)], 0, metadata, conn=conn
             )
-            row = await conn.fetchrow("SELECT * FROM customers WHERE customer_reference = $1", ref)
     except asyncpg.UniqueViolationError as exc:
         if is_unique_violation_of(exc, "customer_emails"):
             raise EmailTaken() from None
         raise
+    # The projection wrote exactly this row in the same transaction; no need to read it back.
+    at = recorded[0].recorded_at
+    row = {**event.to_payload(), "created_at": at, "updated_at": at}
     return single(request, customer_resource(row), status=201)
 
 
