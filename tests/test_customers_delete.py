@@ -146,6 +146,47 @@ async def test_no_table_holds_the_personal_data_any_more(
         assert await tables_containing(conn, needle) == [], needle
 
 
+async def test_addresses_and_subscriptions_leave_no_trace(
+    client: TestClient, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    c = await new_customer(client, smtp)
+    street = "Shreddedstrasse " + unique_email()[5:15]
+    address = {
+        "salutation": "Mr",
+        "firstName": "John",
+        "lastName": "Doe",
+        "address1": street,
+        "address2": "1",
+        "zipCode": "10115",
+        "city": "Berlin",
+        "iso2Code": "DE",
+        "isDefaultShipping": True,
+        "isDefaultBilling": True,
+    }
+    resp = await client.post(
+        f"/customers/{c.reference}/addresses",
+        json={"data": {"type": "addresses", "attributes": address}},
+        headers=c.headers,
+    )
+    assert resp.status == 201, await resp.text()
+    resp = await client.post(
+        "/availability-notifications",
+        json={
+            "data": {
+                "type": "availability-notifications",
+                "attributes": {"email": c.email, "sku": "SKU-" + unique_email()[5:15]},
+            }
+        },
+        headers=c.headers,
+    )
+    assert resp.status == 201, await resp.text()
+    assert await tables_containing(conn, street) == ["addresses"]
+    resp = await client.delete(f"/customers/{c.reference}", headers=c.headers)
+    assert resp.status == 204
+    for needle in (street, c.email):
+        assert await tables_containing(conn, needle) == [], needle
+
+
 async def test_log_events_read_with_personal_fields_erased(
     client: TestClient, smtp: MailSink
 ) -> None:

@@ -285,3 +285,10 @@ async def test_missing_token_beats_attribute_validation(client: TestClient) -> N
     resp = await client.patch("/customers/DE--1", json=body)
     assert resp.status == 403
     assert await resp.json() == MISSING
+
+
+async def test_invalid_token_beats_attribute_validation_on_registration(
+    client: TestClient,
+) -> None:
+    body = {"data": {"type": "customers", "attributes": {}}}
+    await assert_invalid(await client.post("/customers", json=body, headers=bearer("garbage")))

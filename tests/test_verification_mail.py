@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service.mail import messages
+from service.mail.connection import SmtpConnection, SmtpTarget
 from service.mail.sink import MailSink, links_in
 from tests.conftest import (
     confirm,
@@ -146,6 +149,7 @@ async def test_mail_goes_out_at_first_attempt_after_the_server_hung_up(
     email = unique_email("hangup.after")
     doc = await register(client, email=email)
     await smtp.wait_for(to(email))
+    await wait_for_mailer(app)  # the delivery row is written once the server said 250
     attempts = await conn.fetchval(
         "SELECT attempts FROM mail_deliveries WHERE event_id = $1",
         await created_event_id(conn, doc["data"]["id"]),
@@ -181,6 +185,24 @@ async def test_plaintext_password_is_stored_nowhere(
     await register(client, email=email, password=password, confirmPassword=password)
     await smtp.wait_for(to(email))
     assert await tables_containing(conn, password) == []
+
+
+async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None:
+    sink = MailSink(directory=tmp_path / "mail")
+    port = await sink.start()
+    connection = SmtpConnection(SmtpTarget(host="127.0.0.1", port=port))
+    try:
+        for n in (1, 2):
+            msg = messages.confirmation(
+                "shop@example.com", f"r{n}@example.com", f"http://shop.test/c?token={n}", f"<{n}@t>"
+            )
+            await connection.send(msg, "shop@example.com", f"r{n}@example.com")
+    finally:
+        await connection.close()
+        await sink.stop()
+    files = sorted(p.name for p in (tmp_path / "mail").iterdir())
+    assert files == ["000001.eml", "000002.eml"]
+    assert b"http://shop.test/c?token=2" in (tmp_path / "mail" / "000002.eml").read_bytes()
 
 
 async def tables_containing(conn: asyncpg.Connection, needle: str) -> list[str]:
