@@ -61,7 +61,8 @@ class Text(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
-            raise ValidationError(NOT_STRING)
+            # For a choice, a number or a list is just one more value not on the list.
+            raise ValidationError(self.choice_message if self.choices is not None else NOT_STRING)
         if value.strip() == "":
             if self.blank_ok:
                 return value

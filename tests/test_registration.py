@@ -212,6 +212,8 @@ SINGLE_VIOLATIONS = [
     ("salutation", None, BLANK),
     ("salutation", "Sir", CHOICE),
     ("salutation", "mr", CHOICE),
+    ("salutation", 1, CHOICE),
+    ("firstName", 42, "This value should be of type string."),
     ("firstName", "", BLANK),
     ("firstName", "   ", BLANK),
     ("firstName", None, BLANK),
