@@ -35,12 +35,29 @@ class ConcurrencyError(Exception):
 # A sealed payload is written only while the wrapped key it was sealed with is
 # still the stream's live key: a writer's cached key may have been erased by
 # another process, or rolled back with the transaction that created it.
+#
+# The writer guard keeps a stream's events in version order in the feed, which
+# is ordered by transaction id. A transaction id is handed out at a transaction's
+# first write, not at commit: one that wrote something else before the stream's
+# last event committed holds a lower id, and appending the next version with it
+# would put that version first in the feed. It is refused as a conflict; the
+# retry, in a new transaction, gets a higher id. (When the append is the
+# transaction's first write, its id is assigned only now, after the head it
+# builds on committed, so it is always higher.)
 _GUARDS = """
 WHERE ($2::int IS NULL OR head.current = $2::int)
   AND ($8::bytea IS NULL OR EXISTS (
         SELECT 1 FROM data_keys k WHERE k.stream_id = $1 AND k.wrapped_key = $8::bytea))
+  AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
+       OR pg_current_xact_id_if_assigned() >= head.writer)
 """
-_HEAD = "(SELECT coalesce(max(version), 0) AS current FROM events WHERE stream_id = $1) AS head"
+_HEAD = """(
+    SELECT coalesce(last.version, 0) AS current, last.transaction_id AS writer
+    FROM (SELECT) AS one LEFT JOIN LATERAL (
+        SELECT version, transaction_id FROM events WHERE stream_id = $1
+        ORDER BY version DESC LIMIT 1
+    ) AS last ON true
+) AS head"""
 _INSERT = "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
 _RETURNING = "RETURNING position, transaction_id, version, event_id, recorded_at"
 
@@ -85,24 +102,70 @@ _COLUMNS = """e.position, e.transaction_id, e.stream_id, e.version, e.event_id, 
 # running (pg_snapshot_xmin of its own snapshot). Every such writer has finished,
 # committed or not, so nothing can appear later "behind" what was returned; the
 # fence and the rows come from one statement and therefore one snapshot.
-_READ_ALL = f"""
+# (A stream's events keep their version order in the feed: see _GUARDS.)
+_FENCE = "AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+
+# One statement per filter, each with a plan that suits it: the global order
+# index for the whole feed, one stream's rows through its own index. A prepared
+# statement soon runs on one generic plan, which for "event_type = ANY($n)"
+# assumes a common type and scans the global order index: for a rare type that
+# is every event since the cursor. So the types are written into the statement
+# as literals (one prepared statement per set of types, few in practice), and
+# the planner picks the type index when the statistics say the types are rare.
+_READ_ALL = {
+    "all": f"""
 SELECT {_COLUMNS}
 FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
-  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
-  AND ($4::text IS NULL OR e.stream_id = $4::text)
+WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint) {_FENCE}
+ORDER BY e.transaction_id, e.position
+LIMIT $3
+""",
+    "types": f"""
+SELECT {_COLUMNS}
+FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
+WHERE e.event_type = ANY(ARRAY[{{types}}]::text[])
+  AND (e.transaction_id, e.position) > ($1::xid8, $2::bigint) {_FENCE}
+ORDER BY e.transaction_id, e.position
+LIMIT $3
+""",
+    "stream": f"""
+SELECT {_COLUMNS}
+FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
+WHERE e.stream_id = $3::text
+  AND (e.transaction_id, e.position) > ($1::xid8, $2::bigint) {_FENCE}
+  AND ($4::text[] IS NULL OR e.event_type = ANY($4::text[]))
 ORDER BY e.transaction_id, e.position
 LIMIT $5
-"""
+""",
+}
 
-# The same read without the fence, for a reader that has excluded in-flight appends
+# The same reads without the fence, for a reader that has excluded in-flight appends
 # itself: one holding LOCK TABLE events IN SHARE MODE, or reading inside one
 # REPEATABLE READ snapshot (a rebuild's final catch-up). Anywhere else it can skip.
-_READ_ALL_UNFENCED = _READ_ALL.replace(
-    "  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())\n", ""
-)
-assert _READ_ALL_UNFENCED != _READ_ALL
+_READ_ALL_UNFENCED = {kind: sql.replace(_FENCE, "") for kind, sql in _READ_ALL.items()}
+assert all(_READ_ALL_UNFENCED[k] != _READ_ALL[k] for k in _READ_ALL)
+
+_typed_reads: dict[tuple[tuple[str, ...], bool], str] = {}
+
+
+def _typed_read(types: Sequence[str], fenced: bool) -> str:
+    """The "types" read with these types as literals (cached)."""
+    key = (tuple(sorted(set(types))), fenced)
+    sql = _typed_reads.get(key)
+    if sql is None:
+        if len(_typed_reads) >= 256:
+            _typed_reads.clear()
+        template = (_READ_ALL if fenced else _READ_ALL_UNFENCED)["types"]
+        sql = _typed_reads[key] = template.replace("{types}", ", ".join(map(_literal, key[0])))
+    return sql
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal, safe whatever standard_conforming_strings says."""
+    if "\x00" in text:
+        raise ValueError("an event type cannot contain NUL")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
 
 _READ_STREAM = f"""
 SELECT {_COLUMNS}
@@ -373,10 +436,14 @@ class EventStore:
         `fenced=False` is only for callers that excluded in-flight appends themselves
         (see _READ_ALL_UNFENCED)."""
         tx, pos = after or (0, 0)
-        query = _READ_ALL if fenced else _READ_ALL_UNFENCED
-        rows = await (conn or self.pool).fetch(
-            query, tx, pos, list(types) if types else None, stream_id, limit
-        )
+        queries = _READ_ALL if fenced else _READ_ALL_UNFENCED
+        if stream_id is not None:
+            query, args = queries["stream"], (stream_id, list(types) if types else None, limit)
+        elif types:
+            query, args = _typed_read(types, fenced), (limit,)
+        else:
+            query, args = queries["all"], (limit,)
+        rows = await (conn or self.pool).fetch(query, tx, pos, *args)
         return self._decode(rows)
 
     def _decode(self, rows: Sequence[Any]) -> list[RecordedEvent]:

@@ -17,6 +17,7 @@ from events.store import ConcurrencyError, EventStore
 from events.types import Event, EventRegistry, NewEvent
 from service import db
 from tests.eventlog import (
+    Contacted,
     Noted,
     held_transaction,
     registry,
@@ -225,6 +226,31 @@ async def test_read_all_filters_by_type_and_stream_after_a_cursor(
     picked = await store.read_all(after=after, stream_id=stream, types=["TestNoted"], limit=2)
     assert [e.payload["text"] for e in picked] == ["a", "b"]
     assert await store.read_all(after=after, stream_id=stream, types=["NoSuchType"]) == []
+
+
+async def test_read_all_by_several_types_merges_them_in_feed_order_up_to_the_limit(
+    store: EventStore,
+) -> None:
+    stream = unique_stream()
+    start = await store.append(stream, noted("before"), 0)
+    mixed = [
+        NewEvent(Noted(text="a")),
+        NewEvent(Contacted(sku="b")),
+        NewEvent(Noted(text="c")),
+        NewEvent(Contacted(sku="d")),
+        NewEvent(Noted(text="e")),
+    ]
+    await store.append(stream, mixed, 1)
+    after = (start[0].transaction_id, start[0].position)
+    picked = await store.read_all(after=after, types=["TestContacted", "TestNoted"], limit=4)
+    assert [e.payload.get("text") or e.payload["sku"] for e in picked] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("odd", ["it's", "back\\slash", "E'x' OR true --"])
+async def test_read_all_takes_types_as_data_not_sql(store: EventStore, odd: str) -> None:
+    stream = unique_stream()
+    await store.append(stream, noted("a"), 0)
+    assert await store.read_all(types=[odd]) == []
 
 
 async def test_appending_nothing_records_nothing(store: EventStore) -> None:

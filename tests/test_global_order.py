@@ -15,7 +15,7 @@ import pytest
 
 from events.crypto import KeyRing
 from events.notify import Waker
-from events.store import EventStore
+from events.store import ConcurrencyError, EventStore
 from events.types import NewEvent, RecordedEvent
 from service import db
 from tests.eventlog import Noted, held_transaction, registry, unique_stream
@@ -121,6 +121,23 @@ async def test_without_the_fence_that_interleaving_skips_the_slow_writer(
     after_fast = (fast.transaction_id, fast.position)
     assert await store.read_all(after=after_fast, stream_id=slow_stream) == []
     assert (slow.transaction_id, slow.position) < after_fast
+
+
+async def test_an_append_whose_transaction_id_predates_the_stream_head_is_refused(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """The feed orders by transaction id; a stream must still read in version order there."""
+    stream = unique_stream()
+    follower = Follower(store, await head(store))
+    async with held_transaction(pool) as (early_conn, _):
+        # This transaction wrote before version 1 existed: its id is the lower one.
+        await early_conn.fetchval("SELECT pg_current_xact_id()")
+        [first] = await store.append(stream, [NewEvent(Noted("first"))], 0)
+        with pytest.raises(ConcurrencyError):
+            await store.append(stream, [NewEvent(Noted("second"))], 1, conn=early_conn)
+    [second] = await store.append(stream, [NewEvent(Noted("second"))], 1)  # the retry
+    await follower.drain()
+    assert follower.of({stream}) == [first.event_id, second.event_id]
 
 
 async def test_a_rolled_back_append_leaves_no_trace_in_the_feed(
