@@ -24,8 +24,14 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _TOKEN_PATH = re.compile(r"(/refresh-tokens/)(?!mine\b)[^\s/?#\"]+")
 
 
+# Every pattern above needs one of these; most lines (the access log) have none.
+_MAYBE_SECRET = re.compile(r"(?i)[:=]|bearer|basic|/refresh-tokens/")
+
+
 def redact(text: str) -> str:
     """Mask secrets (passwords, tokens, keys) in a log message."""
+    if not _MAYBE_SECRET.search(text):
+        return text
     text = _BEARER.sub(r"\1 [redacted]", text)
     text = _TOKEN_PATH.sub(r"\1[redacted]", text)
     return _SECRET.sub(r"\1[redacted]", text)
