@@ -1,10 +1,12 @@
 """Replay and verify: rebuild every read model from the log in a scratch schema.
 
-`replay` swaps the rebuilt tables in (blue/green: the service keeps serving and
-the swap is atomic); `verify` compares them with the live tables instead.
-Both read the log in gap-free order and in batches, projecting with the same
-handlers the append path runs inline (through a BatchedConnection), so memory
-stays flat in the log size.
+`verify` reads the log in gap-free order and in batches and projects it with
+the very handlers the append path runs inline (through a BatchedConnection),
+then compares the scratch tables with the live ones in one snapshot. `replay`
+loads the bulk of the log through the projectors' mirrors (projections/bulk.py),
+carries on with the handlers from where that stopped, and swaps the new tables
+in (blue/green: the service keeps serving; writes that land meanwhile are caught
+up under a short lock; the swap is atomic). Memory stays flat in the log size.
 """
 
 from __future__ import annotations
