@@ -87,6 +87,7 @@ CONFLICT = error(None, 409, "The resource was modified concurrently. Please retr
 PAGINATION_INVALID = error(None, 400, "Pagination parameters are invalid.")
 AS_OF_INVALID = error(None, 400, "asOf must be an ISO-8601 date-time.")
 SERVICE_UNAVAILABLE = error(None, 503, "Service temporarily unavailable.")
+UNSTORABLE_TEXT = error(None, 400, "The request holds characters that cannot be stored.")
 INTERNAL = error(None, 500, "Internal Server Error")
 
 BEARER = {"WWW-Authenticate": "Bearer"}

@@ -22,6 +22,7 @@ from service.errors import (
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
+    UNSTORABLE_TEXT,
     UNSUPPORTED_MEDIA_TYPE,
     GlueError,
     error,
@@ -40,6 +41,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+_UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 _DB_DOWN = (
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
@@ -111,6 +113,10 @@ async def outermost(request: web.Request, handler: Handler) -> web.StreamRespons
                 raise
             else:
                 response = error_response([error(None, exc.status, exc.reason)])
+        except _UNSTORABLE:
+            # A NUL character (or one the encoding lacks) in a value the client sent:
+            # PostgreSQL text and jsonb cannot hold it, whichever route passed it on.
+            response = error_response([UNSTORABLE_TEXT])
         except (*_DB_DOWN, OSError) as exc:
             log.warning("database unavailable: %s", exc)
             response = error_response([SERVICE_UNAVAILABLE], {"Retry-After": "1"})

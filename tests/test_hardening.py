@@ -15,6 +15,7 @@ from service.config import Settings
 from service.endpoint import endpoint
 from service.typedefs import POOL
 from service.workers import Limits, bound_port, start_server
+from tests.conftest import registration
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -113,3 +114,19 @@ async def test_an_oversized_header_line_is_refused_without_a_traceback(served: i
     assert status_line.split(b" ")[1] in (b"400", b"431")
     assert b"Traceback" not in answer
     assert b'File "' not in answer
+
+
+async def test_a_nul_character_in_a_path_is_a_client_error(client: TestClient) -> None:
+    resp = await client.delete("/availability-notifications/ab%00cd")
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["status"] == 400
+
+
+async def test_a_nul_character_in_a_stored_attribute_is_a_client_error(
+    client: TestClient,
+) -> None:
+    resp = await client.post("/customers", json=registration(firstName="Jo\u0000hn"))
+    assert resp.status == 400
+    assert await resp.json() == {
+        "errors": [{"status": 400, "detail": "The request holds characters that cannot be stored."}]
+    }
