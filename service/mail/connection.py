@@ -44,10 +44,9 @@ class SmtpConnection:
             self._drop()
             if not reused:
                 raise
+            # The server had hung up on the idle connection: once more on a fresh one.
             try:
-                await self._send(
-                    msg, sender, recipient
-                )  # the server had hung up on an idle connection
+                await self._send(msg, sender, recipient)
             except BaseException:
                 self._drop()
                 raise
