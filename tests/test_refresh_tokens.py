@@ -5,19 +5,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service import db
 from service.auth import refresh
 from service.clock import Clock
 from service.config import OAuthClient, Settings
 from service.mail.sink import MailSink
-from service.typedefs import POOL
 from tests.conftest import Customer, bearer, login, new_customer
 
 FAILED_TO_REFRESH = {"code": "004", "status": 401, "detail": "Failed to refresh token."}
@@ -255,15 +255,20 @@ async def test_delete_mine_needs_a_customer_token(client: TestClient) -> None:
 # ------------------------------------------------------------------ clean-up
 
 
-async def test_purge_removes_expired_tokens_only(app: web.Application, client: TestClient) -> None:
-    pool = app[POOL]
-    now = Clock().now()
-    ttl = 60
-    expired = await refresh.issue(pool, "DE--purge-test", now - timedelta(seconds=2 * ttl), ttl)
-    live = await refresh.issue(pool, "DE--purge-test", now, ttl)
-    assert await refresh.purge_expired(pool, now) >= 1
-    left = await pool.fetch(
-        "SELECT token_hash FROM refresh_tokens WHERE customer_reference = 'DE--purge-test'"
-    )
-    assert [r["token_hash"] for r in left] == [refresh.token_hash(live)]
-    assert refresh.token_hash(expired) not in [r["token_hash"] for r in left]
+async def test_purge_removes_expired_tokens_only(database: str) -> None:
+    # A pool of its own: a running app's periodic sweep would race the purge under test.
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    try:
+        now = Clock().now()
+        ttl = 60
+        owner = f"DE--purge-{uuid.uuid4().hex[:8]}"
+        expired = await refresh.issue(pool, owner, now - timedelta(seconds=2 * ttl), ttl)
+        live = await refresh.issue(pool, owner, now, ttl)
+        assert await refresh.purge_expired(pool, now) >= 1
+        left = await pool.fetch(
+            "SELECT token_hash FROM refresh_tokens WHERE customer_reference = $1", owner
+        )
+        assert [r["token_hash"] for r in left] == [refresh.token_hash(live)]
+        assert refresh.token_hash(expired) not in [r["token_hash"] for r in left]
+    finally:
+        await pool.close()
