@@ -165,7 +165,28 @@ async def _seed(url: str, sink: MailSink, count: int) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(one(session) for _ in range(count))))
 
 
-async def _drive(url: str, scenario: str, opts: dict[str, Any], customers: list[Any]) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server process and its children (the workers)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+async def _drive(
+    url: str, scenario: str, opts: dict[str, Any], customers: list[Any], pid: int | None = None
+) -> dict:
     # Hashing scenarios are bound by the argon2 pool (one thread per core): more
     # connections than that only queue, and measure the queue.
     concurrency = opts["concurrency"] if scenario not in HASHING else min(opts["concurrency"], 4)
@@ -184,8 +205,13 @@ async def _drive(url: str, scenario: str, opts: dict[str, Any], customers: list[
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
+    before = _cpu_seconds(pid) if pid is not None else 0.0
     out, _ = await proc.communicate(json.dumps(config).encode())
-    return json.loads(out)
+    result = json.loads(out)
+    # CPU per request of the server alone: steadier than req/s on a shared machine.
+    if pid is not None and result["requests"]:
+        result["cpu_ms"] = 1000 * (_cpu_seconds(pid) - before) / result["requests"]
+    return result
 
 
 async def _spy(pid: int, seconds: float, out: Path) -> None:
@@ -241,7 +267,8 @@ def _line(name: str, r: dict[str, Any]) -> str:
     bad = {k: v for k, v in r["statuses"].items() if not k.startswith("2")}
     return (
         f"  {name:<22}{r['rps']:>9.0f} req/s   p50 {r['p50_ms']:>7.2f} ms   "
-        f"p99 {r['p99_ms']:>7.2f} ms   n={r['requests']}{'  non-2xx ' + str(bad) if bad else ''}"
+        f"p99 {r['p99_ms']:>7.2f} ms   server CPU {r.get('cpu_ms', 0):>5.2f} ms/req   "
+        f"n={r['requests']}{'  non-2xx ' + str(bad) if bad else ''}"
     )
 
 
@@ -287,9 +314,9 @@ async def _run(opts: dict[str, Any], server_dsn: str) -> None:
                 for target, server in servers.items():
                     if target == "service x2" and scenario not in ("get", "patch"):
                         continue
-                    drive = _drive(server.url, scenario, opts, customers)
+                    assert server.proc is not None
+                    drive = _drive(server.url, scenario, opts, customers, server.proc.pid)
                     if opts["profile"] and target == "service":
-                        assert server.proc is not None
                         profile = data / f"profile-{scenario}.txt"
                         spy = _spy(server.proc.pid, opts["seconds"], profile)
                         result, _ = await asyncio.gather(drive, spy)
@@ -321,7 +348,10 @@ async def _run(opts: dict[str, Any], server_dsn: str) -> None:
             if target is None
             else f"   target ≥ {target}: {'ok' if ratio >= target else 'BELOW'}"
         )
-        print(f"  {scenario:<22}{ratio:>9.2f}{verdict}")
+        cpu = results[f"baseline {scenario}"].get("cpu_ms", 0) / max(
+            results[f"service {scenario}"].get("cpu_ms", 0), 1e-9
+        )
+        print(f"  {scenario:<22}{ratio:>9.2f}{verdict}   (by server CPU per request: {cpu:.2f})")
     if opts["scaling"]:
         print("  WORKERS=2 / WORKERS=1 (req/s):")
         for scenario in [s for s in ("get", "patch") if s in scenarios]:
