@@ -51,6 +51,9 @@ class Settings:
     db_pool_max: int = 20
     subscriber_poll_seconds: float = 2.0
     leader_retry_seconds: float = 2.0
+    # A client must send a whole request body within this (a trickled body holds a
+    # connection and a handler: aiohttp itself has no read timeout).
+    body_read_seconds: float = 15.0
     # An idle event-feed stream (SSE) sends a comment this often, so proxies and
     # clients can tell a quiet feed from a dead connection.
     feed_heartbeat_seconds: float = 15.0

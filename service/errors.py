@@ -88,6 +88,7 @@ PAGINATION_INVALID = error(None, 400, "Pagination parameters are invalid.")
 AS_OF_INVALID = error(None, 400, "asOf must be an ISO-8601 date-time.")
 SERVICE_UNAVAILABLE = error(None, 503, "Service temporarily unavailable.")
 UNSTORABLE_TEXT = error(None, 400, "The request holds characters that cannot be stored.")
+REQUEST_TIMEOUT = error(None, 408, "Request Timeout")
 INTERNAL = error(None, 500, "Internal Server Error")
 
 BEARER = {"WWW-Authenticate": "Bearer"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -20,6 +21,7 @@ from service.errors import (
     MISSING_ACCESS_TOKEN,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
     SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     UNSTORABLE_TEXT,
@@ -157,7 +159,12 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
     if spec.body_type is not None:
         if request.content_type not in BODY_TYPES:
             raise GlueError(UNSUPPORTED_MEDIA_TYPE)
-        request[BODY] = parse_body(await request.read(), spec.body_type)
+        try:
+            async with asyncio.timeout(request.app[SETTINGS].body_read_seconds):
+                raw = await request.read()
+        except TimeoutError:
+            raise GlueError(REQUEST_TIMEOUT, headers={"Connection": "close"}) from None
+        request[BODY] = parse_body(raw, spec.body_type)
     if spec.missing_id is not None:
         raise GlueError(spec.missing_id)
     principal = await _authenticate(request) if spec.bearer else None

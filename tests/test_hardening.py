@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,12 @@ async def bad_sql(request: web.Request) -> web.Response:
     """Runs SQL against a table that does not exist."""
     await request.app[POOL].fetchval("SELECT secret_column FROM no_such_table")
     raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A short body read timeout, so a trickling client is cut off quickly."""
+    return dataclasses.replace(settings, body_read_seconds=0.3)
 
 
 @pytest.fixture
@@ -105,6 +112,21 @@ async def test_an_idle_keep_alive_connection_is_closed(served: int) -> None:
     answer = await _raw(served, b"GET /health/live HTTP/1.1\r\nHost: glue.test\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer.endswith(b'{"status":"ok"}')
+
+
+async def test_a_client_that_trickles_its_body_gets_408(served: int) -> None:
+    head = (
+        b"POST /customers HTTP/1.1\r\nHost: glue.test\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    try:
+        writer.write(head + b'{"data":')
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    finally:
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 408")
 
 
 async def test_an_oversized_header_line_is_refused_without_a_traceback(served: int) -> None:
