@@ -48,6 +48,11 @@ _DB_DOWN = (
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
+    # A server shutting down ends running statements (57P01 and friends), and a
+    # connection cut mid-statement can be left in a state asyncpg refuses to use.
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InternalClientError,
     ConnectionError,
     TimeoutError,
 )
