@@ -19,6 +19,7 @@ import contextlib
 import multiprocessing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ import asyncpg
 from events.store import EventStore
 from events.types import RecordedEvent
 from projections.mirrors import MIRRORS, Mirror, Tables
+from projections.mirrors.base import MirrorHandler, Row
 from projections.registry import Projector
 
 Cursor = tuple[int, int]
@@ -83,15 +85,16 @@ class _Folder:
     """Folds one stream at a time and buffers the finished streams' rows per table."""
 
     def __init__(self, mirrors: Sequence[Mirror]) -> None:
-        self.mirrors = mirrors
-        self.handlers = [(m.handlers, m) for m in mirrors]
+        # Per event type, its handlers in projector order (as ProjectionSet.apply runs them).
+        self.handlers: dict[str, list[MirrorHandler]] = {}
+        for mirror in mirrors:
+            for type_name, handler in mirror.handlers.items():
+                self.handlers.setdefault(type_name, []).append(handler)
+        self.columns = {t: _as_tuple(c) for m in mirrors for t, c in m.columns.items()}
         self.stream: str | None = None
-        self.tables: Tables = self._empty()
-        self.rows: dict[str, list[tuple[Any, ...]]] = {t: [] for m in mirrors for t in m.columns}
+        self.tables: Tables = {t: {} for t in self.columns}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in self.columns}
         self.pending = 0
-
-    def _empty(self) -> Tables:
-        return {t: {} for m in self.mirrors for t in m.columns}
 
     def fold(self, events: Sequence[RecordedEvent]) -> None:
         for event in events:
@@ -100,19 +103,16 @@ class _Folder:
                 self.stream = event.stream_id
             if event.erased:  # as ProjectionSet.apply: erased events are skipped
                 continue
-            for handlers, _ in self.handlers:
-                handler = handlers.get(event.event_type)
-                if handler is not None:
-                    handler(self.tables, event)
+            for handler in self.handlers.get(event.event_type, ()):
+                handler(self.tables, event)
 
     def finish_stream(self) -> None:
-        for mirror in self.mirrors:
-            for table, columns in mirror.columns.items():
-                out = self.rows[table]
-                for row in self.tables[table].values():
-                    out.append(tuple(row[c] for c in columns))
-                    self.pending += 1
-        self.tables = self._empty()
+        for table, rows in self.tables.items():
+            if rows:
+                as_tuple = self.columns[table]
+                self.rows[table].extend(as_tuple(row) for row in rows.values())
+                self.pending += len(rows)
+                rows.clear()
         self.stream = None
 
     def take(self) -> dict[str, list[tuple[Any, ...]]]:
@@ -120,6 +120,13 @@ class _Folder:
         self.rows = {t: [] for t in taken}
         self.pending = 0
         return taken
+
+
+def _as_tuple(columns: Sequence[str]) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values in column order (itemgetter, which returns a bare value for one key)."""
+    if len(columns) == 1:
+        return lambda row: (row[columns[0]],)
+    return itemgetter(*columns)  # type: ignore[return-value]
 
 
 async def load(
