@@ -7,6 +7,7 @@ import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from events.customer import CustomerCreated, CustomerUpdated, customer_stream
 from events.store import EventStore
 from events.types import NewEvent
 from projections import bulk, inline_projections
+from projections.batching import BatchedConnection, literal
 from projections.bulk import Parallel
 from projections.mirrors import MIRRORS
 from projections.rebuild import Rebuild, RebuildBusy
@@ -103,6 +105,29 @@ async def test_replay_without_mirrors_takes_the_handler_path(
 
     assert job.stale == [p.name for p in inline_projections.projectors]
     assert await tables(conn) == before
+
+
+@pytest.mark.parametrize(
+    ("value", "sql_type"),
+    [
+        (None, "text"),
+        (True, "boolean"),
+        (-7, "bigint"),
+        (0.1, "double precision"),
+        ("O'Brien \\ $1; -- é 🎉", "text"),
+        (b"\x00\xff'", "bytea"),
+        (uuid.UUID("12345678-1234-5678-1234-567812345678"), "uuid"),
+        (date(1815, 12, 10), "date"),
+        (datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC), "timestamptz"),
+        ({"quote": "'", "list": [1, None]}, "jsonb"),
+    ],
+)
+async def test_a_batched_literal_reads_back_as_the_value_it_renders(
+    conn: asyncpg.Connection, value: Any, sql_type: str
+) -> None:
+    await BatchedConnection.prepare_session(conn)
+
+    assert await conn.fetchval(f"SELECT {literal(value)}::{sql_type}") == value
 
 
 async def test_replay_swaps_in_tables_equal_to_the_inline_ones(
