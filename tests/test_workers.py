@@ -35,11 +35,18 @@ async def test_two_workers_serve_the_same_port(
     service = await Service(database, smtp.port, data_dir, workers=2).start()
     try:
         # A new connection each time: the kernel spreads connections, not requests.
+        # The second worker may still be starting when the first answers, so keep
+        # asking (bounded) until both have served.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
-            for _ in range(40):
-                async with session.get(f"{service.url}/health/live") as r:
-                    assert r.status == 200
+
+            async def both_served() -> bool:
+                for _ in range(10):
+                    async with session.get(f"{service.url}/health/live") as r:
+                        assert r.status == 200
+                return len(_access_pids(service, "/health/live")) == 2
+
+            await eventually(both_served, what="both workers to serve /health/live")
         assert len(_access_pids(service, "/health/live")) == 2
     finally:
         assert await service.stop() == 0
