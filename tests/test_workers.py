@@ -25,6 +25,22 @@ def _access_pids(service: Service, path: str) -> set[int]:
     }
 
 
+async def _until_both_serve(session: aiohttp.ClientSession, service: Service) -> None:
+    """Ask /health/live over fresh connections until both workers have answered.
+
+    The kernel spreads connections, not requests, and the second worker may still be
+    starting when the first answers, so this keeps asking, bounded by `eventually`.
+    """
+
+    async def both_served() -> bool:
+        for _ in range(10):
+            async with session.get(f"{service.url}/health/live") as r:
+                assert r.status == 200
+        return len(_access_pids(service, "/health/live")) == 2
+
+    await eventually(both_served, what="both workers to serve /health/live")
+
+
 def _worker_pids(service: Service) -> list[int]:
     return [line["worker"] for line in service.log_lines() if line.get("msg") == "worker started"]
 
@@ -34,19 +50,9 @@ async def test_two_workers_serve_the_same_port(
 ) -> None:
     service = await Service(database, smtp.port, data_dir, workers=2).start()
     try:
-        # A new connection each time: the kernel spreads connections, not requests.
-        # The second worker may still be starting when the first answers, so keep
-        # asking (bounded) until both have served.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def both_served() -> bool:
-                for _ in range(10):
-                    async with session.get(f"{service.url}/health/live") as r:
-                        assert r.status == 200
-                return len(_access_pids(service, "/health/live")) == 2
-
-            await eventually(both_served, what="both workers to serve /health/live")
+            await _until_both_serve(session, service)
         assert len(_access_pids(service, "/health/live")) == 2
     finally:
         assert await service.stop() == 0
@@ -90,6 +96,7 @@ async def test_metrics_add_up_every_workers_requests(
     try:
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
+            await _until_both_serve(session, service)
             for _ in range(20):
                 async with session.get(f"{service.url}/openapi.json") as r:
                     assert r.status == 200
