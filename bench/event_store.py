@@ -10,13 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -26,6 +23,7 @@ from events.store import EventStore
 from events.subscribers import RuntimeOptions, SubscriberRuntime, Subscription
 from events.types import Event, EventRegistry, NewEvent, RecordedEvent
 from service import db
+from tests import pg
 
 CONCURRENCY = (1, 4, 16)
 BATCHES = (1, 10)
@@ -98,34 +96,12 @@ def _ms(seconds: float) -> str:
 # ------------------------------------------------------------------ database
 
 
-@contextlib.contextmanager
-def _server() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    from service.embedded import start_embedded, stop_embedded
-
-    server, dsn = start_embedded(Path(tempfile.mkdtemp(prefix="glue-bench-pg-")), throwaway=True)
-    try:
-        yield dsn
-    finally:
-        stop_embedded(server)
-
-
 @contextlib.asynccontextmanager
 async def _database(server: str) -> AsyncIterator[str]:
-    name = f"glue_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    dsn = urlunsplit(urlsplit(server)._replace(path="/" + name))
-    try:
+    async with pg.schema_database(server) as dsn:
         conn = await db.connect(dsn)
         try:
-            await db.apply_schema(conn)
+            # The raw baselines: a plain table, and a copy of the log without its trigger.
             await conn.execute(
                 """CREATE TABLE raw_rows (
                        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -136,12 +112,6 @@ async def _database(server: str) -> AsyncIterator[str]:
         finally:
             await conn.close()
         yield dsn
-    finally:
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
 
 
 # ------------------------------------------------------------------ timed runs
@@ -423,7 +393,7 @@ async def _lag(dsn: str, keyring: KeyRing, events: int, load_writers: int) -> No
 
 async def _main(slice_seconds: float, rounds: int) -> None:
     keyring = KeyRing(os.urandom(32))
-    with _server() as server:
+    with pg.server_dsn() as server:
         async with _database(server) as dsn:
             conn = await asyncpg.connect(dsn)
             try:

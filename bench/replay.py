@@ -11,7 +11,6 @@ processes: replay folds in REPLAY_WORKERS worker processes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import statistics
@@ -19,17 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from bench._replay_log import generate
 from events.crypto import KeyRing
-from service import db
+from tests import pg
 
 TARGET = 50_000  # events/s
 
@@ -54,48 +48,9 @@ def _run(command: str, dsn: str, master_hex: str, data_dir: Path) -> Timed:
     return Timed(time.perf_counter() - started, child.returncode, usage.ru_maxrss // 1024)
 
 
-@contextlib.contextmanager
-def _server() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    from service.embedded import start_embedded, stop_embedded
-
-    server, dsn = start_embedded(Path(tempfile.mkdtemp(prefix="glue-bench-pg-")), throwaway=True)
-    try:
-        yield dsn
-    finally:
-        stop_embedded(server)
-
-
-@contextlib.asynccontextmanager
-async def _database(server: str) -> AsyncIterator[str]:
-    name = f"glue_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    dsn = urlunsplit(urlsplit(server)._replace(path="/" + name))
-    try:
-        conn = await db.connect(dsn)
-        try:
-            await db.apply_schema(conn)
-        finally:
-            await conn.close()
-        yield dsn
-    finally:
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
-
-
 async def _bench(server: str, total: int, repeat: int, data_dir: Path) -> None:
     master = secrets.token_bytes(32)
-    async with _database(server) as dsn:
+    async with pg.schema_database(server) as dsn:
         started = time.perf_counter()
         events, customers = await generate(dsn, KeyRing(master), total)
         print(
@@ -137,5 +92,5 @@ def main(argv: list[str]) -> None:
             total = int(arg.split("=", 1)[1])
         elif arg.startswith("--repeat="):
             repeat = int(arg.split("=", 1)[1])
-    with _server() as server, tempfile.TemporaryDirectory(prefix="glue-bench-") as tmp:
+    with pg.server_dsn() as server, tempfile.TemporaryDirectory(prefix="glue-bench-") as tmp:
         asyncio.run(_bench(server, total, repeat, Path(tmp)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -61,3 +61,20 @@ async def drop_database(server: str, dsn: str) -> None:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def schema_database(server: str) -> AsyncIterator[str]:
+    """A throwaway database holding the service's schema (for tests and benchmarks)."""
+    from service import db
+
+    dsn = await create_database(server)
+    try:
+        conn = await db.connect(dsn)
+        try:
+            await db.apply_schema(conn)
+        finally:
+            await conn.close()
+        yield dsn
+    finally:
+        await drop_database(server, dsn)
