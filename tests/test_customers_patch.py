@@ -71,6 +71,23 @@ async def test_get_after_patch_reads_the_write(client: TestClient, customer: Cus
     assert (after["salutation"], after["dateOfBirth"]) == ("Ms", "1985-05-05")
 
 
+async def test_patch_answer_equals_the_get_that_follows(
+    client: TestClient, customer: Customer
+) -> None:
+    # The answer is built from the command's folded state, the GET from the read model.
+    resp = await patch(client, customer, firstName="Jo", gender=None, dateOfBirth="1970-01-02")
+    assert resp.status == 200
+    assert (await resp.json())["data"]["attributes"] == await current(client, customer)
+
+
+async def test_unchanged_patch_answer_equals_the_get_that_follows(
+    client: TestClient, customer: Customer
+) -> None:
+    resp = await patch(client, customer)
+    assert resp.status == 200
+    assert (await resp.json())["data"]["attributes"] == await current(client, customer)
+
+
 async def test_patch_moves_updated_at_but_not_created_at(
     client: TestClient, customer: Customer
 ) -> None:

@@ -36,6 +36,10 @@ from service.resources import address_resource, customer_resource
 from service.schemas.customers import ProfileSchema, RegistrationSchema
 from service.typedefs import BODY, CLOCK, HASHER, ONETIME, POOL, SETTINGS, STORE
 
+# Schemas hold no per-request state; building one per request costs more than loading.
+_PROFILE = ProfileSchema()
+_REGISTRATION = RegistrationSchema()
+
 
 def is_unique_violation_of(exc: asyncpg.UniqueViolationError, table: str) -> bool:
     """Whether a unique violation came from a given table's keys."""
@@ -56,7 +60,7 @@ async def _email_holder(pool: asyncpg.Pool, email: str) -> str | None:
 async def register(request: web.Request) -> web.Response:
     """Validate, hash the password off the loop, reserve the email and record CustomerCreated."""
     body: Body = request[BODY]
-    attrs = RegistrationSchema().check(body.attributes)
+    attrs = _REGISTRATION.check(body.attributes)
     password: str = attrs["password"]
     if not password.isprintable():
         raise PasswordCharsetInvalid()
@@ -132,7 +136,7 @@ async def get_customer(request: web.Request) -> web.Response:
 async def patch_customer(request: web.Request) -> web.Response:
     """Apply the attributes sent; email stays unique."""
     ref = request.match_info["ref"]
-    attrs = ProfileSchema().check(request[BODY].attributes, partial=True)
+    attrs = _PROFILE.check(request[BODY].attributes, partial=True)
     if principal_of(request).customer_reference != ref:
         raise NotOwner()
     pool = request.app[POOL]
@@ -155,14 +159,20 @@ async def patch_customer(request: web.Request) -> web.Response:
         return [CustomerUpdated(changed=changed, **values)]
 
     try:
-        await run(request, customer_stream(ref), decide)
+        outcome = await run(request, customer_stream(ref), decide)
     except asyncpg.UniqueViolationError as exc:
         if is_unique_violation_of(exc, "customer_emails"):
             raise EmailTaken() from None
         raise
-    row = await _row(pool, ref)
-    if row is None:
-        raise CustomerNotFound()
+    # The state the command folded is what the projection just wrote (same events,
+    # same recorded_at), so the answer needs no second read.
+    state = outcome.state
+    row = {
+        **state.profile,
+        "customer_reference": ref,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+    }
     return single(request, customer_resource(row))
 
 
