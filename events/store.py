@@ -173,6 +173,7 @@ FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
 WHERE e.stream_id = $1
   AND ($2::int IS NULL OR e.version <= $2::int)
   AND ($3::timestamptz IS NULL OR e.recorded_at <= $3::timestamptz)
+  AND e.version > $4::int
 ORDER BY e.version
 """
 
@@ -417,9 +418,13 @@ class EventStore:
         up_to_version: int | None = None,
         as_of: datetime | None = None,
         conn: asyncpg.Connection | None = None,
+        after_version: int = 0,
     ) -> list[RecordedEvent]:
-        """One stream in version order, optionally only up to a version or an instant."""
-        rows = await (conn or self.pool).fetch(_READ_STREAM, stream_id, up_to_version, as_of)
+        """One stream in version order, optionally only after a version (the part a
+        caller has not folded yet), up to a version or up to an instant."""
+        rows = await (conn or self.pool).fetch(
+            _READ_STREAM, stream_id, up_to_version, as_of, after_version
+        )
         return self._decode(rows)
 
     async def read_all(

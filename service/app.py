@@ -25,6 +25,7 @@ from service.auth.tokencache import TokenCache
 from service.auth.tokens import TokenService
 from service.background import Background
 from service.clock import Clock
+from service.commands import StateCache
 from service.config import Settings
 from service.mail.mailer import Mailer, SmtpTarget
 from service.metrics import Metrics
@@ -40,6 +41,7 @@ from service.typedefs import (
     ONETIME,
     POOL,
     SETTINGS,
+    STATES,
     STORE,
     SUBSCRIBERS,
     TOKEN_CACHE,
@@ -72,6 +74,7 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
     app[METRICS] = Metrics()
     master = keys.master_key(settings)
     app[ONETIME] = OneTimeKeys(master)
+    app[STATES] = StateCache()
     app[BACKGROUND] = Background()
     app[TOKENS] = TokenService(
         keys.signing_key_pem(settings), settings.access_token_ttl, options.clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from events.store import ConcurrencyError, EventStore
 from events.types import Event, NewEvent, RecordedEvent
 from service.domain.customer import CustomerState, fold
 from service.domain.errors import ConcurrentModification
-from service.typedefs import PRINCIPAL, REQUEST_ID, STORE
+from service.typedefs import PRINCIPAL, REQUEST_ID, STATES, STORE
 
 ATTEMPTS = 5
 
@@ -27,6 +28,37 @@ class Outcome:
 
     state: CustomerState
     recorded: list[RecordedEvent]
+
+
+class StateCache:
+    """Folded states of recently commanded streams, per process.
+
+    The log never changes below a version once written, so a state folded up to
+    version v stays true; a command folds only the events after v (read in its own
+    transaction) instead of decrypting the whole stream again. Anonymised streams
+    are dropped, so no erased customer's data lingers in memory.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._states: OrderedDict[str, CustomerState] = OrderedDict()
+
+    def get(self, stream_id: str) -> CustomerState | None:
+        """The cached state (callers fold onto a copy, never mutate it)."""
+        state = self._states.get(stream_id)
+        if state is not None:
+            self._states.move_to_end(stream_id)
+        return state
+
+    def put(self, stream_id: str, state: CustomerState) -> None:
+        """Remember a state folded from committed events."""
+        if state.anonymized:
+            self._states.pop(stream_id, None)
+            return
+        self._states[stream_id] = state
+        self._states.move_to_end(stream_id)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
 
 
 def metadata_of(request: web.Request, customer: str | None = None) -> dict[str, Any]:
@@ -53,6 +85,7 @@ async def execute(
     decide: Decide,
     metadata: dict[str, Any],
     after: AfterAppend | None = None,
+    cache: StateCache | None = None,
 ) -> Outcome:
     """Run `decide` on the stream's current state and append what it returns.
 
@@ -63,19 +96,26 @@ async def execute(
     for _ in range(ATTEMPTS):
         try:
             async with store.transaction() as conn:
-                state = fold(await store.read_stream(stream_id, conn=conn))
+                known = cache.get(stream_id) if cache is not None else None
+                since = known.version if known is not None else 0
+                newer = await store.read_stream(stream_id, conn=conn, after_version=since)
+                state = fold(newer, known)
                 decided = [e if isinstance(e, NewEvent) else NewEvent(e) for e in decide(state)]
                 if not decided:
-                    return Outcome(state, [])
-                recorded = await store.append(
-                    stream_id, decided, expected_version=state.version, metadata=metadata, conn=conn
-                )
-                new_state = fold(recorded, state)
-                if after is not None:
-                    await after(conn, new_state)
-                return Outcome(new_state, recorded)
+                    outcome = Outcome(state, [])
+                else:
+                    recorded = await store.append(
+                        stream_id, decided, state.version, metadata=metadata, conn=conn
+                    )
+                    outcome = Outcome(fold(recorded, state), recorded)
+                    if after is not None:
+                        await after(conn, outcome.state)
         except ConcurrencyError:
             continue
+        # Only now: a state is cached once the events it folds are committed.
+        if cache is not None:
+            cache.put(stream_id, outcome.state)
+        return outcome
     raise ConcurrentModification(stream_id)
 
 
@@ -88,4 +128,6 @@ async def run(
 ) -> Outcome:
     """`execute` with the request's store and metadata (`customer`: see metadata_of)."""
     metadata = metadata_of(request, customer)
-    return await execute(request.app[STORE], stream_id, decide, metadata, after)
+    return await execute(
+        request.app[STORE], stream_id, decide, metadata, after, request.app.get(STATES)
+    )

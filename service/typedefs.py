@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from service.auth.tokens import Principal, TokenService
     from service.background import Background
     from service.clock import Clock
+    from service.commands import StateCache
     from service.config import Settings
     from service.jsonapi import Body
     from service.metrics import Metrics
@@ -34,6 +35,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 BLOCKER: web.AppKey[LoginBlocker] = web.AppKey("blocker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ONETIME: web.AppKey[OneTimeKeys] = web.AppKey("onetime")
+STATES: web.AppKey[StateCache] = web.AppKey("states")
 BACKGROUND: web.AppKey[Background] = web.AppKey("background")
 PRODUCTS: web.AppKey[ProductLookup] = web.AppKey("products")
 # Set at shutdown: open event-feed streams (SSE) end at once instead of holding it up.

@@ -1,0 +1,111 @@
+"""service/commands.py: fold → decide → append, with the per-process state cache."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from events.customer import CustomerAnonymized, CustomerCreated, CustomerUpdated, customer_stream
+from events.store import EventStore
+from events.types import Event, NewEvent
+from service.commands import StateCache, execute
+from service.domain.customer import CustomerState
+from service.typedefs import STORE
+
+
+@pytest.fixture
+def store(client: TestClient) -> EventStore:
+    """The running app's store (inline projections on)."""
+    return client.app[STORE]
+
+
+async def created(store: EventStore) -> str:
+    """A stream holding one CustomerCreated; returns its id."""
+    ref = f"CMD--{uuid.uuid4().hex[:10]}"
+    event = CustomerCreated(
+        customer_reference=ref,
+        email=f"{ref}@example.test",
+        salutation="Ms",
+        first_name="Ada",
+        last_name="Byron",
+        gender=None,
+        date_of_birth=None,
+        password_hash="$argon2id$fake",
+        registration_key_hash=uuid.uuid4().hex * 2,
+    )
+    stream = customer_stream(ref)
+    await store.append(stream, [NewEvent(event)], 0, {"actor": "system"})
+    return stream
+
+
+def rename(first_name: str) -> Callable[[CustomerState], Sequence[Event]]:
+    """A decision that renames the customer."""
+
+    def decide(state: CustomerState) -> Sequence[Event]:
+        return [CustomerUpdated(changed=["first_name"], first_name=first_name)]
+
+    return decide
+
+
+def nothing(state: CustomerState) -> Sequence[Event]:
+    return []
+
+
+async def test_a_cached_state_still_sees_events_appended_elsewhere(store: EventStore) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    await execute(store, stream, rename("Bea"), {}, cache=cache)
+    # Another process (or a path without the cache) appends behind this cache's back.
+    outside = CustomerUpdated(changed=["last_name"], last_name="Lovelace")
+    await store.append(stream, [NewEvent(outside)], 2, {})
+    outcome = await execute(store, stream, nothing, {}, cache=cache)
+    assert outcome.state.version == 3
+    assert outcome.state.profile["first_name"] == "Bea"
+    assert outcome.state.profile["last_name"] == "Lovelace"
+
+
+async def test_cached_and_uncached_commands_fold_the_same_state(store: EventStore) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    for name in ("Cy", "Di", "Ed"):
+        await execute(store, stream, rename(name), {}, cache=cache)
+    cached = await execute(store, stream, nothing, {}, cache=cache)
+    fresh = await execute(store, stream, nothing, {})
+    assert cached.state == fresh.state
+
+
+async def test_a_rolled_back_command_leaves_no_cached_state(store: EventStore) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    await execute(store, stream, nothing, {}, cache=cache)
+
+    async def fail(conn: object, state: CustomerState) -> None:
+        raise RuntimeError("after the append, before commit")
+
+    with pytest.raises(RuntimeError):
+        await execute(store, stream, rename("Never"), {}, fail, cache)
+    cached = cache.get(stream)
+    assert cached is not None and cached.version == 1
+    assert cached.profile["first_name"] == "Ada"
+    outcome = await execute(store, stream, nothing, {}, cache=cache)
+    assert outcome.state.profile["first_name"] == "Ada"
+
+
+async def test_an_anonymised_customer_is_not_kept_in_the_cache(store: EventStore) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    await execute(store, stream, nothing, {}, cache=cache)
+    assert cache.get(stream) is not None
+    await execute(store, stream, lambda state: [CustomerAnonymized()], {}, cache=cache)
+    assert cache.get(stream) is None
+
+
+async def test_the_cache_keeps_at_most_its_size() -> None:
+    cache = StateCache(size=2)
+    for n in range(3):
+        cache.put(f"s{n}", CustomerState(version=n + 1))
+    assert cache.get("s0") is None
+    assert cache.get("s1") is not None and cache.get("s2") is not None
