@@ -237,6 +237,7 @@ class EventStore:
         expected_version: int | None,
         metadata: Payload | None = None,
         conn: asyncpg.Connection | None = None,
+        savepoint: bool = True,
     ) -> list[RecordedEvent]:
         """Append events if the stream is at `expected_version` (None: anywhere).
 
@@ -245,13 +246,18 @@ class EventStore:
         lost race; otherwise in its own. Raises ConcurrencyError when the stream
         moved on, StreamErased for personal data on an erased stream. Appending
         the same event ids again returns the events recorded the first time.
+        `savepoint=False` is for callers that abandon their whole transaction on a
+        ConcurrencyError anyway (commands retry on fresh state): it saves the two
+        round trips of the savepoint, and a lost race then always reads as a conflict.
         """
         if not events:
             return []
         metadata = metadata or {}
         for _ in range(_ATTEMPTS):
             try:
-                return await self._append_once(stream_id, events, expected_version, metadata, conn)
+                return await self._append_once(
+                    stream_id, events, expected_version, metadata, conn, savepoint
+                )
             except _Again:
                 continue
         raise ConcurrencyError(stream_id, expected_version)
@@ -263,7 +269,17 @@ class EventStore:
         expected: int | None,
         metadata: Payload,
         conn: asyncpg.Connection | None,
+        savepoint: bool = True,
     ) -> list[RecordedEvent]:
+        if conn is not None and not savepoint:
+            try:
+                return await self._write(conn, stream_id, events, expected, metadata)
+            except _NotWritten as why:
+                if why.reason != "checks":
+                    # A unique violation aborted the caller's transaction: nothing more
+                    # can be asked in it, and the caller retries on fresh state.
+                    raise ConcurrencyError(stream_id, expected) from None
+                return await self._explain(conn, stream_id, events, expected, why)
         if conn is not None:
             # A savepoint, so that the caller's transaction survives a lost race.
             try:

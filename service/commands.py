@@ -105,7 +105,7 @@ async def execute(
                     outcome = Outcome(state, [])
                 else:
                     recorded = await store.append(
-                        stream_id, decided, state.version, metadata=metadata, conn=conn
+                        stream_id, decided, state.version, metadata, conn, savepoint=False
                     )
                     outcome = Outcome(fold(recorded, state), recorded)
                     if after is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -9,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from events.customer import CustomerAnonymized, CustomerCreated, CustomerUpdated, customer_stream
-from events.store import EventStore
+from events.store import ConcurrencyError, EventStore
 from events.types import Event, NewEvent
 from service.commands import StateCache, execute
 from service.domain.customer import CustomerState
@@ -109,3 +110,23 @@ async def test_the_cache_keeps_at_most_its_size() -> None:
         cache.put(f"s{n}", CustomerState(version=n + 1))
     assert cache.get("s0") is None
     assert cache.get("s1") is not None and cache.get("s2") is not None
+
+
+async def test_an_append_without_savepoint_reports_a_lost_race_as_a_conflict(
+    store: EventStore,
+) -> None:
+    stream = await created(store)
+    update = CustomerUpdated(changed=["first_name"], first_name="Late")
+    with pytest.raises(ConcurrencyError):
+        async with store.transaction() as conn:
+            await store.append(stream, [NewEvent(update)], 0, {}, conn, savepoint=False)
+    assert [e.version for e in await store.read_stream(stream)] == [1]
+
+
+async def test_racing_commands_all_apply_through_retries(store: EventStore) -> None:
+    stream = await created(store)
+    names = [f"N{n}" for n in range(6)]
+    await asyncio.gather(*(execute(store, stream, rename(n), {}) for n in names))
+    events = await store.read_stream(stream)
+    assert [e.version for e in events] == list(range(1, 8))
+    assert sorted(e.payload["first_name"] for e in events[1:]) == sorted(names)
