@@ -13,7 +13,7 @@ from aiohttp import web
 from events.store import ConcurrencyError, EventStore
 from events.types import Event, NewEvent, RecordedEvent
 from service.domain.customer import CustomerState, fold
-from service.domain.errors import ConcurrentModification
+from service.domain.errors import ConcurrentModification, DomainError
 from service.typedefs import PRINCIPAL, REQUEST_ID, STATES, STORE
 
 ATTEMPTS = 5
@@ -61,6 +61,10 @@ class StateCache:
             self._states.popitem(last=False)
 
 
+class _Unverified(Exception):
+    """A decision on a cached state that no append confirmed: decide again on the log."""
+
+
 def metadata_of(request: web.Request, customer: str | None = None) -> dict[str, Any]:
     """Who caused the events of this request, and in which request.
 
@@ -93,15 +97,30 @@ async def execute(
     first; after ATTEMPTS lost races the command gives up (409). `after` runs in
     the same transaction once the events are appended (e.g. token revocation).
     """
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS + 1):
+        known = cache.get(stream_id) if cache is not None else None
+        # First try: trust the cached state and let the append's version check prove
+        # it current, which saves reading the stream. What no append can prove (a
+        # refusal, a no-op, a lost race) is decided again on the log.
+        optimistic = attempt == 0 and known is not None
         try:
             async with store.transaction() as conn:
-                known = cache.get(stream_id) if cache is not None else None
-                since = known.version if known is not None else 0
-                newer = await store.read_stream(stream_id, conn=conn, after_version=since)
-                state = fold(newer, known)
-                decided = [e if isinstance(e, NewEvent) else NewEvent(e) for e in decide(state)]
+                if optimistic:
+                    state = fold((), known)
+                else:
+                    since = known.version if known is not None else 0
+                    newer = await store.read_stream(stream_id, conn=conn, after_version=since)
+                    state = fold(newer, known)
+                try:
+                    produced = decide(state)
+                except DomainError:
+                    if optimistic:
+                        raise _Unverified from None
+                    raise
+                decided = [e if isinstance(e, NewEvent) else NewEvent(e) for e in produced]
                 if not decided:
+                    if optimistic:
+                        raise _Unverified
                     outcome = Outcome(state, [])
                 else:
                     recorded = await store.append(
@@ -110,7 +129,7 @@ async def execute(
                     outcome = Outcome(fold(recorded, state), recorded)
                     if after is not None:
                         await after(conn, outcome.state)
-        except ConcurrencyError:
+        except (ConcurrencyError, _Unverified):
             continue
         # Only now: a state is cached once the events it folds are committed.
         if cache is not None:

@@ -9,11 +9,18 @@ from collections.abc import Callable, Sequence
 import pytest
 from aiohttp.test_utils import TestClient
 
-from events.customer import CustomerAnonymized, CustomerCreated, CustomerUpdated, customer_stream
+from events.customer import (
+    CustomerAnonymized,
+    CustomerConfirmed,
+    CustomerCreated,
+    CustomerUpdated,
+    customer_stream,
+)
 from events.store import ConcurrencyError, EventStore
 from events.types import Event, NewEvent
 from service.commands import StateCache, execute
 from service.domain.customer import CustomerState
+from service.domain.errors import CustomerNotFound
 from service.typedefs import STORE
 
 
@@ -130,3 +137,44 @@ async def test_racing_commands_all_apply_through_retries(store: EventStore) -> N
     events = await store.read_stream(stream)
     assert [e.version for e in events] == list(range(1, 8))
     assert sorted(e.payload["first_name"] for e in events[1:]) == sorted(names)
+
+
+def rename_if_changed(first_name: str) -> Callable[[CustomerState], Sequence[Event]]:
+    """A decision that renames only when the name differs (like PATCH)."""
+
+    def decide(state: CustomerState) -> Sequence[Event]:
+        if state.profile.get("first_name") == first_name:
+            return []
+        return [CustomerUpdated(changed=["first_name"], first_name=first_name)]
+
+    return decide
+
+
+async def test_a_no_op_on_a_stale_cached_state_is_decided_again_on_the_log(
+    store: EventStore,
+) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    await execute(store, stream, nothing, {}, cache=cache)  # caches first_name "Ada"
+    outside = CustomerUpdated(changed=["first_name"], first_name="Bea")
+    await store.append(stream, [NewEvent(outside)], 1, {})
+    outcome = await execute(store, stream, rename_if_changed("Ada"), {}, cache=cache)
+    assert outcome.state.profile["first_name"] == "Ada"
+    assert [e.version for e in outcome.recorded] == [3]
+
+
+async def test_a_refusal_on_a_stale_cached_state_is_decided_again_on_the_log(
+    store: EventStore,
+) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    await execute(store, stream, nothing, {}, cache=cache)  # caches "not confirmed"
+    await store.append(stream, [NewEvent(CustomerConfirmed(registration_key_hash="x"))], 1, {})
+
+    def only_when_confirmed(state: CustomerState) -> Sequence[Event]:
+        if not state.confirmed:
+            raise CustomerNotFound()
+        return [CustomerUpdated(changed=["last_name"], last_name="Confirmed")]
+
+    outcome = await execute(store, stream, only_when_confirmed, {}, cache=cache)
+    assert outcome.state.confirmed and outcome.state.version == 3
