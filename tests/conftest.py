@@ -254,3 +254,41 @@ async def customer(client: TestClient, smtp: MailSink) -> Customer:
 async def wait_for_mailer(app: web.Application) -> None:
     """Wait until the mailer has handled everything committed so far."""
     await app[SUBSCRIBERS].wait_idle("mailer")
+
+
+async def tables_containing(conn: asyncpg.Connection, needle: str) -> list[str]:
+    """Every table with a row whose text form contains `needle` (case-insensitively)."""
+    names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    found = []
+    for row in names:
+        table = row["tablename"]
+        hits = await conn.fetchval(
+            f'SELECT count(*) FROM "{table}" t WHERE t::text ILIKE $1', f"%{needle}%"
+        )
+        if hits:
+            found.append(table)
+    return found
+
+
+async def add_address(client: TestClient, customer: Customer, **overrides: Any) -> str:
+    """POST a valid address for `customer` (attribute overrides allowed); returns its id."""
+    attributes: dict[str, Any] = {
+        "salutation": "Mr",
+        "firstName": "John",
+        "lastName": "Doe",
+        "address1": "Main Street",
+        "address2": "1",
+        "zipCode": "10115",
+        "city": "Berlin",
+        "iso2Code": "DE",
+        "isDefaultShipping": True,
+        "isDefaultBilling": True,
+        **overrides,
+    }
+    resp = await client.post(
+        f"/customers/{customer.reference}/addresses",
+        json={"data": {"type": "addresses", "attributes": attributes}},
+        headers=customer.headers,
+    )
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["data"]["id"]

@@ -10,11 +10,13 @@ from service.mail.sink import MailSink, links_in
 from service.typedefs import STORE
 from tests.conftest import (
     Customer,
+    add_address,
     bearer,
     confirm,
     login,
     new_customer,
     registration,
+    tables_containing,
     token_from_link,
     unique_email,
 )
@@ -151,24 +153,7 @@ async def test_addresses_and_subscriptions_leave_no_trace(
 ) -> None:
     c = await new_customer(client, smtp)
     street = "Shreddedstrasse " + unique_email()[5:15]
-    address = {
-        "salutation": "Mr",
-        "firstName": "John",
-        "lastName": "Doe",
-        "address1": street,
-        "address2": "1",
-        "zipCode": "10115",
-        "city": "Berlin",
-        "iso2Code": "DE",
-        "isDefaultShipping": True,
-        "isDefaultBilling": True,
-    }
-    resp = await client.post(
-        f"/customers/{c.reference}/addresses",
-        json={"data": {"type": "addresses", "attributes": address}},
-        headers=c.headers,
-    )
-    assert resp.status == 201, await resp.text()
+    await add_address(client, c, address1=street)
     resp = await client.post(
         "/availability-notifications",
         json={
@@ -230,17 +215,3 @@ async def test_data_key_is_destroyed(
     )
     assert row["wrapped_key"] is None
     assert row["erased_at"] is not None
-
-
-async def tables_containing(conn: asyncpg.Connection, needle: str) -> list[str]:
-    """Every table with a row whose text form contains `needle` (case-insensitively)."""
-    names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    found = []
-    for row in names:
-        table = row["tablename"]
-        hits = await conn.fetchval(
-            f'SELECT count(*) FROM "{table}" t WHERE t::text ILIKE $1', f"%{needle}%"
-        )
-        if hits:
-            found.append(table)
-    return found

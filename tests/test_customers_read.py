@@ -7,7 +7,7 @@ import re
 from aiohttp.test_utils import TestClient
 
 from service.mail.sink import MailSink
-from tests.conftest import JSONAPI, Customer, new_customer
+from tests.conftest import JSONAPI, Customer, add_address, new_customer
 
 NOT_FOUND = {"errors": [{"code": "402", "status": 404, "detail": "Customer not found."}]}
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}")
@@ -93,25 +93,7 @@ async def test_get_unknown_customer_answers_404_402(client: TestClient, customer
 async def test_include_addresses_adds_relationships_and_included(
     client: TestClient, customer: Customer
 ) -> None:
-    address = {
-        "salutation": "Mr",
-        "firstName": "John",
-        "lastName": "Doe",
-        "address1": "Main Street",
-        "address2": "1",
-        "zipCode": "10115",
-        "city": "Berlin",
-        "iso2Code": "DE",
-        "isDefaultShipping": True,
-        "isDefaultBilling": True,
-    }
-    added = await client.post(
-        f"/customers/{customer.reference}/addresses",
-        json={"data": {"type": "addresses", "attributes": address}},
-        headers=customer.headers,
-    )
-    assert added.status == 201, await added.text()
-    address_id = (await added.json())["data"]["id"]
+    address_id = await add_address(client, customer)
     resp = await client.get(
         f"/customers/{customer.reference}?include=addresses", headers=customer.headers
     )

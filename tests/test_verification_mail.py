@@ -16,6 +16,7 @@ from service.mail.sink import MailSink, links_in
 from tests.conftest import (
     confirm,
     register,
+    tables_containing,
     token_from_link,
     unique_email,
     wait_for_mailer,
@@ -203,17 +204,3 @@ async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None
     files = sorted(p.name for p in (tmp_path / "mail").iterdir())
     assert files == ["000001.eml", "000002.eml"]
     assert b"http://shop.test/c?token=2" in (tmp_path / "mail" / "000002.eml").read_bytes()
-
-
-async def tables_containing(conn: asyncpg.Connection, needle: str) -> list[str]:
-    """Every table of the database with a row whose text form contains `needle`."""
-    names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    found = []
-    for row in names:
-        table = row["tablename"]
-        hits = await conn.fetchval(
-            f'SELECT count(*) FROM "{table}" t WHERE t::text ILIKE $1', f"%{needle}%"
-        )
-        if hits:
-            found.append(table)
-    return found
