@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections.abc import Collection
 
 import asyncpg
 
@@ -27,34 +29,50 @@ class Waker:
     def __init__(self, pool: asyncpg.Pool | None, min_interval: float = 0.002) -> None:
         self._pool = pool
         self._min_interval = min_interval
-        self._waiters: set[asyncio.Event] = set()
+        # Each follower may name the event types it reads; None: every type.
+        self._waiters: dict[asyncio.Event, frozenset[str] | None] = {}
         self._sending: asyncio.Task[None] | None = None
         self._again = False
+        # Event types committed since the last NOTIFY; None once any commit was untyped.
+        self._pending: set[str] | None = set()
+        # Tags our own NOTIFYs, so this process's Listener does not wake us twice.
+        self.origin = uuid.uuid4().hex[:12]
 
-    def waiter(self) -> asyncio.Event:
-        """An event set on every wake-up; the follower clears it before reading."""
+    def waiter(self, types: Collection[str] | None = None) -> asyncio.Event:
+        """An event set on wake-ups for `types` (all when None); cleared before reading."""
         event = asyncio.Event()
-        self._waiters.add(event)
+        self._waiters[event] = frozenset(types) if types else None
         return event
 
     def forget(self, event: asyncio.Event) -> None:
         """Stop waking a follower."""
-        self._waiters.discard(event)
+        self._waiters.pop(event, None)
 
-    def wake_local(self) -> None:
-        """Wake followers in this process only (also called for foreign NOTIFYs)."""
-        for event in self._waiters:
-            event.set()
+    def wake_local(self, types: Collection[str] | None = None) -> None:
+        """Wake followers in this process whose types were committed (all when None)."""
+        for event, wanted in self._waiters.items():
+            if types is None or wanted is None or not wanted.isdisjoint(types):
+                event.set()
 
-    def poke(self) -> None:
-        """Events were committed: wake everyone, sending at most one NOTIFY at a time."""
-        self.wake_local()
+    def poke(self, types: Collection[str] | None = None) -> None:
+        """Events of `types` (None: unknown) were committed: wake their followers, sending
+        at most one NOTIFY at a time. A follower that filters for other types (the mailer
+        during a run of profile edits) is not woken to read nothing."""
+        self.wake_local(types)
         if self._pool is None:
             return
+        if types is None or self._pending is None:
+            self._pending = None
+        else:
+            self._pending.update(types)
         if self._sending is not None and not self._sending.done():
             self._again = True
             return
         self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    def _take_payload(self) -> str:
+        pending, self._pending = self._pending, set()
+        return f"{self.origin}|" + ("*" if pending is None else ",".join(sorted(pending)))
 
     async def _send(self) -> None:
         try:
@@ -62,7 +80,7 @@ class Waker:
             async with self._pool.acquire() as conn:  # type: ignore[union-attr]
                 while True:
                     self._again = False
-                    await conn.execute(f"NOTIFY {CHANNEL}")
+                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._take_payload())
                     await asyncio.sleep(self._min_interval)
                     if not self._again:
                         return
@@ -112,8 +130,11 @@ class Listener:
         """Wait until the LISTEN is in place (commits from then on wake this process)."""
         await asyncio.wait_for(self._connected.wait(), timeout)
 
-    def _on_notify(self, *_: object) -> None:
-        self._waker.wake_local()
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        origin, _, types = payload.partition("|")
+        if origin == self._waker.origin:
+            return  # our own commits woke our followers already
+        self._waker.wake_local(None if types in ("", "*") else types.split(","))
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -215,20 +215,31 @@ class EventStore:
         self.keys = DataKeys(keyring)
         self.waker = waker
         self.inline = inline
+        # Event types appended so far in each open transaction(), by connection.
+        self._appended: dict[int, set[str]] = {}
 
     # ------------------------------------------------------------------ writing
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction; followers are woken only after it commits."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
-        self.wake()
+        """A connection in a transaction; followers of the event types appended in it
+        are woken only after it commits (nobody, when it appended nothing)."""
+        appended: set[str] = set()
+        async with self.pool.acquire() as conn:
+            self._appended[id(conn)] = appended
+            try:
+                async with conn.transaction():
+                    yield conn
+            finally:
+                self._appended.pop(id(conn), None)
+        if appended:
+            self.wake(appended)
 
-    def wake(self) -> None:
-        """Tell followers new events were committed (coalesced, never inside a transaction)."""
+    def wake(self, types: Collection[str] | None = None) -> None:
+        """Tell followers events of `types` (None: any) were committed (coalesced, never
+        inside a transaction)."""
         if self.waker is not None:
-            self.waker.poke()
+            self.waker.poke(types)
 
     async def append(
         self,
@@ -295,7 +306,7 @@ class EventStore:
                     recorded = await self._write(own, stream_id, events, expected, metadata)
                 except _NotWritten as why:
                     return await self._explain(own, stream_id, events, expected, why)
-            self.wake()
+            self.wake({e.event.type_name for e in events})
             return recorded
         try:
             async with self.transaction() as own:
@@ -361,6 +372,9 @@ class EventStore:
         ]
         if self.inline is not None:
             await self.inline(conn, recorded)
+        appended = self._appended.get(id(conn))
+        if appended is not None:
+            appended.update(e.event_type for e in recorded)
         return recorded
 
     async def _explain(

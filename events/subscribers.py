@@ -178,7 +178,7 @@ class SubscriberRuntime:
 
     async def _follow(self, sub: Subscriber, lock_conn: asyncpg.Connection) -> None:
         status = self.status[sub.name]
-        wake = self._waker.waiter()
+        wake = self._waker.waiter(sub.types)
         # The checkpoint is read and written on the lock's own connection: a write
         # that succeeds proves this process still leads.
         progress = _Progress(sub.name, lock_conn, await self._checkpoint(lock_conn, sub.name))
