@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from events import statements as sql
 from events.crypto import KeyRing
 from events.datakeys import DataKeys, StreamErased
 from events.notify import Waker
@@ -30,159 +31,7 @@ class ConcurrencyError(Exception):
         self.expected_version = expected_version
 
 
-# One statement: it reads the stream head, checks the expected version and the
-# data key, and inserts, so that an append outside a transaction is one round trip.
-# A sealed payload is written only while the wrapped key it was sealed with is
-# still the stream's live key: a writer's cached key may have been erased by
-# another process, or rolled back with the transaction that created it.
-#
-# The writer guard keeps a stream's events in version order in the feed, which
-# is ordered by transaction id. A transaction id is handed out at a transaction's
-# first write, not at commit: one that wrote something else before the stream's
-# last event committed holds a lower id, and appending the next version with it
-# would put that version first in the feed. It is refused as a conflict; the
-# retry, in a new transaction, gets a higher id. (When the append is the
-# transaction's first write, its id is assigned only now, after the head it
-# builds on committed, so it is always higher.)
-_GUARDS = """
-WHERE ($2::int IS NULL OR head.current = $2::int)
-  AND ($8::bytea IS NULL OR EXISTS (
-        SELECT 1 FROM data_keys k WHERE k.stream_id = $1 AND k.wrapped_key = $8::bytea))
-  AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
-       OR pg_current_xact_id_if_assigned() >= head.writer)
-"""
-_HEAD = """(
-    SELECT coalesce(last.version, 0) AS current, last.transaction_id AS writer
-    FROM (SELECT) AS one LEFT JOIN LATERAL (
-        SELECT version, transaction_id FROM events WHERE stream_id = $1
-        ORDER BY version DESC LIMIT 1
-    ) AS last ON true
-) AS head"""
-_INSERT = "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
-_RETURNING = "RETURNING position, transaction_id, version, event_id, recorded_at"
-
-_APPEND = f"""
-{_INSERT}
-SELECT $1, head.current + n.ord, n.event_id, n.event_type, n.schema_version, n.payload, $7
-FROM {_HEAD},
-     unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[])
-        WITH ORDINALITY AS n(event_id, event_type, schema_version, payload, ord)
-{_GUARDS}
-ORDER BY n.ord
-{_RETURNING}
-"""
-
-# The same for the common single event, without arrays: measurably cheaper on
-# both sides (no unnest and sort in the server, no array encoding in the client).
-_APPEND_ONE = f"""
-{_INSERT}
-SELECT $1, head.current + 1, $3::uuid, $4::text, $5::int, $6::jsonb, $7
-FROM {_HEAD}
-{_GUARDS}
-{_RETURNING}
-"""
-
-# Why an append wrote nothing, in one round trip (only on that unhappy path).
-_WHY_NOT = """
-SELECT (SELECT count(*) FROM events WHERE event_id = ANY($2::uuid[])) AS known,
-       (SELECT wrapped_key FROM data_keys WHERE stream_id = $1) AS wrapped,
-       EXISTS (SELECT 1 FROM data_keys WHERE stream_id = $1 AND wrapped_key IS NULL) AS erased
-"""
-
 _ATTEMPTS = 5  # expected_version=None appends retry a lost race this many times
-
-_COLUMNS = """e.position, e.transaction_id, e.stream_id, e.version, e.event_id, e.event_type,
-    e.schema_version, e.payload, e.metadata, e.recorded_at, k.wrapped_key"""
-
-# The fence. Positions come from a sequence, so they are handed out in insert
-# order, not commit order: a transaction holding position 10 can commit after
-# the one holding 11, and a reader that had already moved past 11 would never
-# see 10. Instead, the order is (writer transaction id, position), and a reader
-# only looks at events whose writer is older than the oldest transaction still
-# running (pg_snapshot_xmin of its own snapshot). Every such writer has finished,
-# committed or not, so nothing can appear later "behind" what was returned; the
-# fence and the rows come from one statement and therefore one snapshot.
-# (A stream's events keep their version order in the feed: see _GUARDS.)
-_FENCE = "AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-
-# One statement per filter, each with a plan that suits it: the global order
-# index for the whole feed, one stream's rows through its own index. A prepared
-# statement soon runs on one generic plan, which for "event_type = ANY($n)"
-# assumes a common type and scans the global order index: for a rare type that
-# is every event since the cursor. So the types are written into the statement
-# as literals (one prepared statement per set of types, few in practice), and
-# the planner picks the type index when the statistics say the types are rare.
-_READ_ALL = {
-    "all": f"""
-SELECT {_COLUMNS}
-FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint) {_FENCE}
-ORDER BY e.transaction_id, e.position
-LIMIT $3
-""",
-    "types": f"""
-SELECT {_COLUMNS}
-FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE e.event_type = ANY(ARRAY[{{types}}]::text[])
-  AND (e.transaction_id, e.position) > ($1::xid8, $2::bigint) {_FENCE}
-ORDER BY e.transaction_id, e.position
-LIMIT $3
-""",
-    "stream": f"""
-SELECT {_COLUMNS}
-FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE e.stream_id = $3::text
-  AND (e.transaction_id, e.position) > ($1::xid8, $2::bigint) {_FENCE}
-  AND ($4::text[] IS NULL OR e.event_type = ANY($4::text[]))
-ORDER BY e.transaction_id, e.position
-LIMIT $5
-""",
-}
-
-# The same reads without the fence, for a reader that has excluded in-flight appends
-# itself: one holding LOCK TABLE events IN SHARE MODE, or reading inside one
-# REPEATABLE READ snapshot (a rebuild's final catch-up). Anywhere else it can skip.
-_READ_ALL_UNFENCED = {kind: sql.replace(_FENCE, "") for kind, sql in _READ_ALL.items()}
-assert all(_READ_ALL_UNFENCED[k] != _READ_ALL[k] for k in _READ_ALL)
-
-_typed_reads: dict[tuple[tuple[str, ...], bool], str] = {}
-
-
-def _typed_read(types: Sequence[str], fenced: bool) -> str:
-    """The "types" read with these types as literals (cached)."""
-    key = (tuple(sorted(set(types))), fenced)
-    sql = _typed_reads.get(key)
-    if sql is None:
-        if len(_typed_reads) >= 256:
-            _typed_reads.clear()
-        template = (_READ_ALL if fenced else _READ_ALL_UNFENCED)["types"]
-        sql = _typed_reads[key] = template.replace("{types}", ", ".join(map(_literal, key[0])))
-    return sql
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal, safe whatever standard_conforming_strings says."""
-    if "\x00" in text:
-        raise ValueError("an event type cannot contain NUL")
-    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-_READ_STREAM = f"""
-SELECT {_COLUMNS}
-FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE e.stream_id = $1
-  AND ($2::int IS NULL OR e.version <= $2::int)
-  AND ($3::timestamptz IS NULL OR e.recorded_at <= $3::timestamptz)
-  AND e.version > $4::int
-ORDER BY e.version
-"""
-
-_BY_EVENT_ID = f"""
-SELECT {_COLUMNS}
-FROM events e LEFT JOIN data_keys k ON k.stream_id = e.stream_id
-WHERE e.event_id = ANY($1::uuid[])
-ORDER BY e.position
-"""
 
 
 class _NotWritten(Exception):
@@ -343,7 +192,7 @@ class EventStore:
             )
         try:
             rows = await conn.fetch(
-                _APPEND_ONE if len(events) == 1 else _APPEND,
+                sql.APPEND_ONE if len(events) == 1 else sql.APPEND,
                 stream_id,
                 expected,
                 *columns,
@@ -393,7 +242,7 @@ class EventStore:
             if expected is None:
                 raise _Again
             raise ConcurrencyError(stream_id, expected)
-        row = await conn.fetchrow(_WHY_NOT, stream_id, ids)
+        row = await conn.fetchrow(sql.WHY_NOT, stream_id, ids)
         if row["known"]:
             return await self._already_recorded(conn, stream_id, ids)
         if why.sealed_with is not None and row["wrapped"] != why.sealed_with:
@@ -407,7 +256,7 @@ class EventStore:
     async def _already_recorded(
         self, conn: asyncpg.Connection, stream_id: str, ids: list[Any]
     ) -> list[RecordedEvent]:
-        rows = await conn.fetch(_BY_EVENT_ID, ids)
+        rows = await conn.fetch(sql.BY_EVENT_ID, ids)
         if len(rows) != len(ids) or any(r["stream_id"] != stream_id for r in rows):
             raise ConcurrencyError(stream_id, None)
         return self._decode(rows)
@@ -453,7 +302,7 @@ class EventStore:
         """One stream in version order, optionally only after a version (the part a
         caller has not folded yet), up to a version or up to an instant."""
         rows = await (conn or self.pool).fetch(
-            _READ_STREAM, stream_id, up_to_version, as_of, after_version
+            sql.READ_STREAM, stream_id, up_to_version, as_of, after_version
         )
         return self._decode(rows)
 
@@ -469,13 +318,13 @@ class EventStore:
         """Committed events after a cursor, oldest first; never skips nor reorders.
 
         `fenced=False` is only for callers that excluded in-flight appends themselves
-        (see _READ_ALL_UNFENCED)."""
+        (see READ_ALL_UNFENCED in events/statements.py)."""
         tx, pos = after or (0, 0)
-        queries = _READ_ALL if fenced else _READ_ALL_UNFENCED
+        queries = sql.READ_ALL if fenced else sql.READ_ALL_UNFENCED
         if stream_id is not None:
             query, args = queries["stream"], (stream_id, list(types) if types else None, limit)
         elif types:
-            query, args = _typed_read(types, fenced), (limit,)
+            query, args = sql.typed_read(types, fenced), (limit,)
         else:
             query, args = queries["all"], (limit,)
         rows = await (conn or self.pool).fetch(query, tx, pos, *args)
