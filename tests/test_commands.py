@@ -178,3 +178,24 @@ async def test_a_refusal_on_a_stale_cached_state_is_decided_again_on_the_log(
 
     outcome = await execute(store, stream, only_when_confirmed, {}, cache=cache)
     assert outcome.state.confirmed and outcome.state.version == 3
+
+
+async def test_a_stale_cached_state_of_an_erased_customer_is_decided_again_on_the_log(
+    store: EventStore,
+) -> None:
+    cache = StateCache()
+    stream = await created(store)
+    await execute(store, stream, nothing, {}, cache=cache)  # caches a living customer
+    # Anonymised behind this cache's back (another process): event plus shredded key.
+    async with store.transaction() as conn:
+        await store.append(stream, [NewEvent(CustomerAnonymized())], 1, {}, conn)
+        await store.erase(conn, stream)
+
+    def rename_the_living(state: CustomerState) -> Sequence[Event]:
+        if not state.exists:
+            raise CustomerNotFound()
+        return [CustomerUpdated(changed=["first_name"], first_name="Ghost")]
+
+    with pytest.raises(CustomerNotFound):
+        await execute(store, stream, rename_the_living, {}, cache=cache)
+    assert [e.version for e in await store.read_stream(stream)] == [1, 2]
