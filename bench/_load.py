@@ -2,7 +2,8 @@
 server's event loop: `python -m bench._load < config.json` prints one JSON result line.
 
 config: {"url", "scenario", "seconds", "concurrency", "customers": [{"ref", "email",
-"password", "token"}]}. Scenarios: get, patch, addresses, register, login.
+"password", "token"}], "shared": bool}. Scenarios: get, patch, patch-shared (PATCH with
+"shared" forced on), addresses, register, login.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _request(scenario: str, url: str, customer: dict[str, Any], n: int) -> tuple
         return "GET", f"{url}/customers/{ref}", (auth, None)
     if scenario == "addresses":
         return "GET", f"{url}/customers/{ref}/addresses", (auth, None)
-    if scenario == "patch":
+    if scenario in ("patch", "patch-shared"):
         attrs = {"firstName": f"Load{n}"}
         body = {"data": {"type": "customers", "id": ref, "attributes": attrs}}
         return "PATCH", f"{url}/customers/{ref}", (auth, body)
@@ -63,13 +64,23 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = itertools.count()
+    concurrency = config["concurrency"]
+    # Each connection is one shopper session working through its own customers, as
+    # browsers do: a customer's requests follow one another. With "shared": true
+    # every connection picks from all customers, so that requests for one customer
+    # overlap and the service's optimistic concurrency gets exercised.
+    if config.get("shared") or scenario == "patch-shared":
+        turns = [(i * 7) % len(customers) for i in range(concurrency)]
+        slices = [customers[t:] + customers[:t] for t in turns]
+    else:
+        slices = [customers[i::concurrency] or customers for i in range(concurrency)]
     deadline = time.perf_counter() + config["seconds"]
     connector = aiohttp.TCPConnector(limit=config["concurrency"])
 
-    async def worker(session: aiohttp.ClientSession, offset: int) -> None:
+    async def worker(session: aiohttp.ClientSession, mine: list[dict[str, Any]]) -> None:
         while time.perf_counter() < deadline:
             n = next(counter)
-            customer = customers[(n + offset) % len(customers)]
+            customer = mine[n % len(mine)]
             method, target, (headers, body) = _request(scenario, url, customer, n)
             started = time.perf_counter()
             async with session.request(
@@ -79,10 +90,11 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             latencies.append(time.perf_counter() - started)
             statuses[resp.status] = statuses.get(resp.status, 0) + 1
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session, i * 7) for i in range(config["concurrency"])))
+        await asyncio.gather(*(worker(session, slices[i]) for i in range(concurrency)))
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -99,6 +111,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         "rps": ok / elapsed,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+        "load_cpu_ms": 1000 * cpu / max(1, len(latencies)),
     }
 
 
