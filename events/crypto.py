@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import os
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from events import jsoncodec
 
 _NONCE = 12
 
@@ -42,7 +43,7 @@ class KeyRing:
     def seal(data_key: bytes, stream_id: str, fields: dict[str, Any]) -> str:
         """Encrypt a dict of personal fields into one opaque string."""
         nonce = os.urandom(_NONCE)
-        plain = json.dumps(fields, separators=(",", ":")).encode()
+        plain = jsoncodec.dumps_bytes(fields)
         sealed = nonce + AESGCM(data_key).encrypt(nonce, plain, stream_id.encode())
         return base64.b64encode(sealed).decode()
 
@@ -51,7 +52,7 @@ class KeyRing:
         """Decrypt what `seal` produced."""
         raw = base64.b64decode(sealed)
         plain = _cipher(data_key).decrypt(raw[:_NONCE], raw[_NONCE:], stream_id.encode())
-        return json.loads(plain.decode())  # str: json skips sniffing the encoding
+        return jsoncodec.loads(plain)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -126,7 +126,8 @@ async def execute(
                     recorded = await store.append(
                         stream_id, decided, state.version, metadata, conn, savepoint=False
                     )
-                    outcome = Outcome(fold(recorded, state), recorded)
+                    # `state` is this attempt's own copy: fold onto it.
+                    outcome = Outcome(fold(recorded, state, copy=False), recorded)
                     if after is not None:
                         await after(conn, outcome.state)
         except (ConcurrencyError, _Unverified):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import asyncpg
+
+from events import jsoncodec
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
 SCHEMA_VERSION = 1
@@ -13,7 +14,9 @@ SCHEMA_VERSION = 1
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(
+            name, encoder=jsoncodec.dumps, decoder=jsoncodec.loads, schema="pg_catalog"
+        )
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -11,6 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from events import jsoncodec
 from service.errors import (
     INVALID_TYPE,
     PAGINATION_INVALID,
@@ -26,12 +26,18 @@ BODY_TYPES = ("application/vnd.api+json", "application/json")
 
 def dumps(doc: Any) -> str:
     """Compact JSON."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return jsoncodec.dumps(doc)
 
 
 def respond(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A JSON:API response."""
-    return web.Response(text=dumps(doc), status=status, content_type=CONTENT_TYPE, headers=headers)
+    return web.Response(
+        body=jsoncodec.dumps_bytes(doc),
+        status=status,
+        content_type=CONTENT_TYPE,
+        charset="utf-8",
+        headers=headers,
+    )
 
 
 def no_content() -> web.Response:
@@ -80,9 +86,9 @@ class Body:
 def parse_body(raw: bytes, resource_type: str) -> Body:
     """Check the document's shape: `data` with `attributes` (an object) of the right type."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        # ValueError covers UnicodeDecodeError; RecursionError is absurdly deep nesting.
+        doc = jsoncodec.loads(raw)
+    except ValueError:
+        # Invalid UTF-8, NaN, lone surrogates and nesting deeper than 1024 included.
         raise GlueError(POST_DATA_INVALID) from None
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("attributes"), dict):

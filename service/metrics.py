@@ -26,6 +26,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self.requests = Histogram(
             "glue_http_request_duration_seconds",
             "HTTP request latency by route and status.",
@@ -102,7 +103,12 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one handled request."""
-        self.requests.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            # labels() validates and locks on every call; the children never change.
+            child = self._request_children[key] = self.requests.labels(method, route, str(status))
+        child.observe(seconds)
 
     def count_appends(self, inline: Inline) -> Inline:
         """Wrap the inline projection, which sees every append, to count events by type.
@@ -111,10 +117,17 @@ class Metrics:
         transaction that still rolls back after that is counted too.
         """
 
+        children: dict[str, Any] = {}
+
         async def counted(conn: asyncpg.Connection, events: Sequence[Any]) -> None:
             await inline(conn, events)
             for event in events:
-                self.events_appended.labels(event.event_type).inc()
+                child = children.get(event.event_type)
+                if child is None:
+                    child = children[event.event_type] = self.events_appended.labels(
+                        event.event_type
+                    )
+                child.inc()
 
         return counted
 

@@ -164,11 +164,14 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
     if spec.body_type is not None:
         if request.content_type not in BODY_TYPES:
             raise GlueError(UNSUPPORTED_MEDIA_TYPE)
-        try:
-            async with asyncio.timeout(request.app[SETTINGS].body_read_seconds):
-                raw = await request.read()
-        except TimeoutError:
-            raise GlueError(REQUEST_TIMEOUT, headers={"Connection": "close"}) from None
+        if request.content.is_eof():
+            raw = await request.read()  # it all came with the headers: nothing to wait for
+        else:
+            try:
+                async with asyncio.timeout(request.app[SETTINGS].body_read_seconds):
+                    raw = await request.read()
+            except TimeoutError:
+                raise GlueError(REQUEST_TIMEOUT, headers={"Connection": "close"}) from None
         request[BODY] = parse_body(raw, spec.body_type)
     if spec.missing_id is not None:
         raise GlueError(spec.missing_id)

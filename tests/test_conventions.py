@@ -65,6 +65,23 @@ async def test_json_that_is_not_an_object_answers_400_post_data_invalid(
     assert await resp.json() == POST_DATA_INVALID
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["NaN", "Infinity", "1e400", '"\\ud800"'],
+    ids=["nan", "infinity", "overflowing-number", "lone-surrogate"],
+)
+async def test_json_outside_the_standard_answers_400_post_data_invalid(
+    client: TestClient, value: str
+) -> None:
+    # Python's own parser accepts these; none of them is JSON (RFC 8259), and a lone
+    # surrogate could never be stored as text anyway.
+    raw = '{"data": {"type": "customers", "attributes": {"firstName": VALUE}}}'
+    raw = raw.replace("VALUE", value)
+    resp = await post_raw(client, raw)
+    assert resp.status == 400
+    assert await resp.json() == POST_DATA_INVALID
+
+
 async def test_deeply_nested_json_answers_400_not_500(client: TestClient) -> None:
     resp = await post_raw(client, "[" * 200_000 + "]" * 200_000)
     assert resp.status == 400

@@ -59,9 +59,15 @@ class CustomerState:
         )
 
 
-def fold(events: Iterable[RecordedEvent], state: CustomerState | None = None) -> CustomerState:
-    """Apply events in order to a state (a fresh one by default)."""
-    state = state.copy() if state is not None else CustomerState()
+def fold(
+    events: Iterable[RecordedEvent], state: CustomerState | None = None, *, copy: bool = True
+) -> CustomerState:
+    """Apply events in order to a state (a fresh one by default); `copy=False` folds
+    onto the given state itself, for a caller that owns it."""
+    if state is None:
+        state = CustomerState()
+    elif copy:
+        state = state.copy()
     for event in events:
         _apply(state, event)
         state.version = event.version
