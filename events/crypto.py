@@ -44,7 +44,7 @@ class KeyRing:
         """Encrypt a dict of personal fields into one opaque string."""
         nonce = os.urandom(_NONCE)
         plain = jsoncodec.dumps_bytes(fields)
-        sealed = nonce + AESGCM(data_key).encrypt(nonce, plain, stream_id.encode())
+        sealed = nonce + _cipher(data_key).encrypt(nonce, plain, stream_id.encode())
         return base64.b64encode(sealed).decode()
 
     @staticmethod

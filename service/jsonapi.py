@@ -58,7 +58,8 @@ def timestamp(value: datetime | None) -> str | None:
     """`YYYY-MM-DD HH:MM:SS.ffffff` in UTC."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat is several times faster than strftime; the slice drops "+00:00".
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 def day(value: date | str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -64,8 +65,15 @@ def locale_of(request: web.Request) -> str:
     Language ranges are tried by quality, then by order; each matches a locale
     exactly (de-DE → de_DE) or by its language (de, de-AT → de_DE); q=0 excludes.
     """
-    locales = request.app[SETTINGS].locales
-    for tag in _ranked_languages(request.headers.get("Accept-Language", "")):
+    return _pick_locale(
+        tuple(request.app[SETTINGS].locales), request.headers.get("Accept-Language", "")
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _pick_locale(locales: tuple[str, ...], header: str) -> str:
+    # Cached: shops send the same few headers over and over, and every answer needs it.
+    for tag in _ranked_languages(header):
         language = tag.split("_")[0]
         exact = [loc for loc in locales if loc.lower() == tag]
         same_language = [loc for loc in locales if loc.split("_")[0].lower() == language]
