@@ -118,6 +118,19 @@ LIMIT $5
 READ_ALL_UNFENCED = {kind: sql.replace(FENCE, "") for kind, sql in READ_ALL.items()}
 assert all(READ_ALL_UNFENCED[k] != READ_ALL[k] for k in READ_ALL)
 
+# Whether committed events after a cursor are held back by the fence right now: a
+# transaction that began before they committed (and holds a lower id) still runs.
+# A follower woken for them reads nothing yet, and the transaction that holds them
+# back may end without waking anyone (it appended another type, or no event at all).
+WITHHELD = """
+SELECT EXISTS (
+    SELECT 1 FROM events e
+    WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+      AND NOT (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+      AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
+)
+"""
+
 _typed_reads: dict[tuple[tuple[str, ...], bool], str] = {}
 
 

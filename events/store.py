@@ -330,6 +330,14 @@ class EventStore:
         rows = await (conn or self.pool).fetch(query, tx, pos, *args)
         return self._decode(rows)
 
+    async def withheld(
+        self, after: tuple[int, int] | None, types: Sequence[str] | None = None
+    ) -> bool:
+        """Whether committed events (of `types`) after the cursor are still behind the
+        fence of read_all, waiting for an older transaction to end."""
+        tx, pos = after or (0, 0)
+        return bool(await self.pool.fetchval(sql.WITHHELD, tx, pos, list(types) if types else None))
+
     def _decode(self, rows: Sequence[Any]) -> list[RecordedEvent]:
         keys: dict[str, bytes | None] = {}
         out: list[RecordedEvent] = []

@@ -59,6 +59,10 @@ class RuntimeOptions:
     max_attempts: int = 5
     backoff_base: float = 0.1
     backoff_cap: float = 30.0
+    # Events held back by the fence are looked for again this soon (doubling up to
+    # the cap): the transaction holding them back may end without waking anyone.
+    withheld_base: float = 0.005
+    withheld_cap: float = 0.25
 
 
 class SubscriberRuntime:
@@ -182,6 +186,7 @@ class SubscriberRuntime:
         # The checkpoint is read and written on the lock's own connection: a write
         # that succeeds proves this process still leads.
         progress = _Progress(sub.name, lock_conn, await self._checkpoint(lock_conn, sub.name))
+        recheck = 0.0  # > 0 while events are held back by the fence
         try:
             while not lock_conn.is_closed():
                 wake.clear()
@@ -203,14 +208,20 @@ class SubscriberRuntime:
                 status.lag_seconds = 0.0
                 if asked == self._idle_asked[sub.name]:
                     self._idle[sub.name].set()
+                if await self._store.withheld(progress.cursor, sub.types):
+                    opts = self._options
+                    recheck = min(opts.withheld_cap, recheck * 2 or opts.withheld_base)
+                else:
+                    recheck = 0.0
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the
                 # wake fires, and this loop would then never stop.
                 try:
-                    async with asyncio.timeout(self._options.poll_seconds):
+                    async with asyncio.timeout(recheck or self._options.poll_seconds):
                         await wake.wait()
                 except TimeoutError:
-                    # Quiet for a while: prove the lock connection (and so the lead) alive.
-                    await lock_conn.fetchval("SELECT 1")
+                    if not recheck:
+                        # Quiet for a while: prove the lock connection (and the lead) alive.
+                        await lock_conn.fetchval("SELECT 1")
         except BaseException:
             # Stopped or failed between checkpoints: record what was handled, so that
             # the next leader neither repeats it nor (CAS) moves the checkpoint back.

@@ -150,6 +150,36 @@ async def test_a_commit_wakes_a_follower_without_waiting_for_the_poll(
     await asyncio.wait_for(arrived.wait(), 10)
 
 
+async def test_an_event_held_back_by_an_older_transaction_arrives_when_it_ends_unannounced(
+    store: EventStore, database: str, runtimes: Callable[..., SubscriberRuntime]
+) -> None:
+    # The follower is woken for the event but the fence hides it: an older transaction
+    # still runs. That one then commits without waking anybody (it appended no event);
+    # the poll is an hour away, so only looking again on its own brings the event.
+    stream, name = unique_stream(), f"sub-{uuid.uuid4().hex[:8]}"
+    arrived = asyncio.Event()
+
+    async def handle(event: RecordedEvent) -> None:
+        if event.stream_id == stream:
+            arrived.set()
+
+    runtime = runtimes(store, Subscription(name, handle, [Noted.type_name]))
+    await runtime.start()
+    await runtime.wait_idle(name)
+    older = await db.connect(database)
+    try:
+        await older.execute("BEGIN")
+        await older.fetchval("SELECT pg_current_xact_id()")  # takes its transaction id now
+        await append(store, stream, 1)
+        await runtime.wait_idle(name)  # it has looked, and found the event held back
+        assert not arrived.is_set()
+        assert await store.withheld(None, [Noted.type_name])
+        await older.execute("COMMIT")
+        await asyncio.wait_for(arrived.wait(), 10)
+    finally:
+        await older.close()
+
+
 async def test_a_commit_in_another_process_wakes_a_follower_through_notify(
     store: EventStore,
     database: str,
