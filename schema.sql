@@ -36,6 +36,18 @@ CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
 CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_are_append_only();
 
+-- An append composed with its inline projection into one statement (events/statements.py)
+-- calls this on the number of events written: none means the append's checks refused
+-- it, and the error undoes the projection's writes made in the same statement.
+CREATE OR REPLACE FUNCTION events_append_written(written bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF written = 0 THEN
+        RAISE EXCEPTION 'the append was refused by its checks' USING ERRCODE = 'GE001';
+    END IF;
+    RETURN written;
+END $$;
+
 -- Per-stream data keys wrapped by the master key. A row whose key is NULL is a
 -- tombstone: the stream was erased and may never get a new key.
 CREATE TABLE IF NOT EXISTS data_keys (

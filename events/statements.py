@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 # One statement: it reads the stream head, checks the expected version and the
 # data key, and inserts, so that an append outside a transaction is one round trip.
@@ -55,6 +57,77 @@ FROM {HEAD}
 {GUARDS}
 {RETURNING}
 """
+
+# An append and the statements of its inline projection, as ONE statement: run
+# outside a transaction it is its own (implicit) one, so a command costs one round
+# trip instead of BEGIN, INSERT, the projection's statements and COMMIT. The
+# projection's statements are data-modifying CTEs; PostgreSQL runs them to
+# completion whether or not the query reads them. When the append's checks refuse
+# it, `appended` is empty and events_append_written raises (SQLSTATE GE001), which
+# undoes the projection's writes too: the aggregate always yields its one row, so
+# the check always runs. Single events only (see compose_one).
+REFUSED = "GE001"
+_COMPOSED = """
+WITH appended AS ({append}){projection}
+SELECT events_append_written(count(*)) AS written,
+       (array_agg(position))[1] AS position,
+       (array_agg(transaction_id))[1] AS transaction_id,
+       (array_agg(version))[1] AS version,
+       (array_agg(event_id))[1] AS event_id,
+       (array_agg(recorded_at))[1] AS recorded_at
+FROM appended
+"""
+_PARAMETER = re.compile(r"\$(\d+)")
+_TARGET = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_][a-z0-9_]*)\b", re.I)
+APPEND_ARGUMENTS = 8  # $1..$8 of APPEND_ONE
+
+
+def compose_one(
+    statements: Sequence[tuple[str, Sequence[Any]]], now: object
+) -> tuple[str, list[Any]] | None:
+    """APPEND_ONE with `statements` folded in: (SQL, their arguments, to follow the
+    append's eight), or None when they cannot share one statement.
+
+    An argument that `is now` becomes now(): the transaction's start, which is what
+    the append writes as recorded_at. Every statement must write its own table and
+    no statement may name another's: in one statement all of them see the same
+    snapshot, none sees another's writes, and a row written twice is an error.
+    """
+    targets = []
+    for text, _ in statements:
+        match = _TARGET.match(text)
+        if match is None:
+            return None
+        targets.append(match.group(1).lower())
+    if len(set(targets)) != len(targets):
+        return None
+    for (text, _), target in zip(statements, targets, strict=True):
+        words = set(re.findall(r"[a-z_][a-z0-9_]*", text.lower()))
+        if any(other in words for other in targets if other != target):
+            return None
+    args: list[Any] = []
+    ctes = []
+    for i, (text, values) in enumerate(statements):
+        numbers: dict[int, str] = {}
+        for n, value in enumerate(values, start=1):
+            if value is now:
+                numbers[n] = "now()"
+            else:
+                args.append(value)
+                numbers[n] = f"${APPEND_ARGUMENTS + len(args)}"
+
+        def renumber(m: re.Match[str], numbers: dict[int, str] = numbers) -> str:
+            n = int(m.group(1))
+            if n not in numbers:
+                raise ValueError(f"${n} has no argument")
+            return numbers[n]
+
+        try:
+            ctes.append(f",\nprojected_{i} AS ({_PARAMETER.sub(renumber, text)})")
+        except ValueError:
+            return None
+    return _COMPOSED.format(append=APPEND_ONE, projection="".join(ctes)), args
+
 
 # Why an append wrote nothing, in one round trip (only on that unhappy path).
 WHY_NOT = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -20,6 +20,34 @@ SEALED = "$pii"  # payload key holding the encrypted personal fields
 __all__ = ["ConcurrencyError", "EventStore", "StreamErased"]
 
 InlineProjection = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
+Statement = tuple[str, Sequence[Any]]
+
+
+class _Pending:
+    """What a composed append's draft event holds where the log has not assigned a
+    value yet; `NOW` stands for recorded_at (the transaction's start, now())."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<pending {self.name}>"
+
+
+NOW: Any = _Pending("recorded_at")
+PENDING_POSITION: Any = _Pending("position")
+PENDING_TRANSACTION: Any = _Pending("transaction_id")
+
+
+class Composer(Protocol):
+    """The inline projection in a form that can join the append's own statement."""
+
+    async def statements(self, event: RecordedEvent) -> list[Statement] | None:
+        """The projection of a draft event (recorded_at is NOW, position and transaction
+        id pending) as write statements, or None when it needs a transaction."""
+
+    def committed(self, recorded: Sequence[RecordedEvent]) -> None:
+        """A composed append committed (what the inline projection would do after it)."""
 
 
 class ConcurrencyError(Exception):
@@ -57,6 +85,7 @@ class EventStore:
         keyring: KeyRing,
         waker: Waker | None = None,
         inline: InlineProjection | None = None,
+        composer: Composer | None = None,
     ) -> None:
         self.pool = pool
         self.registry = registry
@@ -64,6 +93,7 @@ class EventStore:
         self.keys = DataKeys(keyring)
         self.waker = waker
         self.inline = inline
+        self.composer = composer
         # Event types appended so far in each open transaction(), by connection.
         self._appended: dict[int, set[str]] = {}
 
@@ -157,6 +187,10 @@ class EventStore:
                     return await self._explain(own, stream_id, events, expected, why)
             self.wake({e.event.type_name for e in events})
             return recorded
+        if self.composer is not None and len(events) == 1 and expected is not None:
+            composed = await self._append_composed(stream_id, events[0], expected, metadata)
+            if composed is not None:
+                return composed
         try:
             async with self.transaction() as own:
                 return await self._write(own, stream_id, events, expected, metadata)
@@ -165,6 +199,43 @@ class EventStore:
             async with self.pool.acquire() as own:
                 return await self._explain(own, stream_id, events, expected, why)
 
+    async def _append_composed(
+        self, stream_id: str, new: NewEvent, expected: int, metadata: Payload
+    ) -> list[RecordedEvent] | None:
+        """The append and its inline projection in one statement and one round trip;
+        None when the projection cannot join it (the caller takes the transaction)."""
+        assert self.composer is not None
+        payload = new.event.to_payload()
+        draft = RecordedEvent(
+            position=PENDING_POSITION,
+            transaction_id=PENDING_TRANSACTION,
+            stream_id=stream_id,
+            version=expected + 1,
+            event_id=new.event_id,
+            event_type=new.event.type_name,
+            schema_version=new.event.schema_version,
+            payload=payload,
+            metadata=metadata,
+            recorded_at=NOW,
+        )
+        statements = await self.composer.statements(draft)
+        if statements is None:
+            return None
+        composed = sql.compose_one(statements, NOW)
+        if composed is None:
+            return None
+        text, extra = composed
+        async with self.pool.acquire() as own:
+            try:
+                recorded = await self._write(
+                    own, stream_id, [new], expected, metadata, (text, extra), [payload]
+                )
+            except _NotWritten as why:
+                return await self._explain(own, stream_id, [new], expected, why)
+        self.composer.committed(recorded)
+        self.wake({new.event.type_name})
+        return recorded
+
     async def _write(
         self,
         conn: asyncpg.Connection,
@@ -172,8 +243,12 @@ class EventStore:
         events: Sequence[NewEvent],
         expected: int | None,
         metadata: Payload,
+        composed: tuple[str, Sequence[Any]] | None = None,
+        payloads: list[Payload] | None = None,
     ) -> list[RecordedEvent]:
-        payloads = [new.event.to_payload() for new in events]
+        """Insert (with `composed`: that statement, APPEND_ONE plus its projection)."""
+        if payloads is None:
+            payloads = [new.event.to_payload() for new in events]
         stored, sealed_with = await self._encode(conn, stream_id, events, payloads)
         if len(events) == 1:
             new = events[0]
@@ -190,18 +265,24 @@ class EventStore:
                 [e.event.schema_version for e in events],
                 stored,
             )
+        query = sql.APPEND_ONE if len(events) == 1 else sql.APPEND
+        if composed is not None:
+            query, extra = composed
+            columns = (*columns, metadata, sealed_with, *extra)
+        else:
+            columns = (*columns, metadata, sealed_with)
         try:
-            rows = await conn.fetch(
-                sql.APPEND_ONE if len(events) == 1 else sql.APPEND,
-                stream_id,
-                expected,
-                *columns,
-                metadata,
-                sealed_with,
-            )
+            rows = await conn.fetch(query, stream_id, expected, *columns)
         except asyncpg.UniqueViolationError as exc:
-            reason = "event_id" if exc.constraint_name == "events_event_id_key" else "version"
-            raise _NotWritten(reason, sealed_with) from exc
+            if exc.constraint_name == "events_event_id_key":
+                raise _NotWritten("event_id", sealed_with) from exc
+            if (exc.table_name or "events") == "events":
+                raise _NotWritten("version", sealed_with) from exc
+            raise  # a read model's key (a composed projection's): the caller's to answer
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == sql.REFUSED:
+                raise _NotWritten("checks", sealed_with) from exc
+            raise
         if not rows:
             raise _NotWritten("checks", sealed_with)
         recorded = [
@@ -219,7 +300,7 @@ class EventStore:
             )
             for row, new, payload in zip(rows, events, payloads, strict=True)
         ]
-        if self.inline is not None:
+        if self.inline is not None and composed is None:
             await self.inline(conn, recorded)
         appended = self._appended.get(id(conn))
         if appended is not None:

@@ -27,6 +27,7 @@ from service.background import Background
 from service.clock import Clock
 from service.commands import StateCache
 from service.config import Settings
+from service.inline import Inline
 from service.mail.mailer import Mailer, SmtpTarget
 from service.metrics import Metrics
 from service.middlewares import checks, outermost
@@ -92,10 +93,10 @@ def init_app(settings: Settings, options: AppOptions) -> web.Application:
         pool = await db.create_pool(options.dsn, settings.db_pool_min, settings.db_pool_max)
         app[POOL] = pool
         waker = Waker(pool)
-        # The inline projection sees every append: counting there covers all writers.
-        inline = app[METRICS].count_appends(inline_projections.apply)
-        inline = app[TOKEN_CACHE].watch(inline)
-        app[STORE] = EventStore(pool, registry, KeyRing(master), waker, inline)
+        inline = Inline(inline_projections, app[METRICS], app[TOKEN_CACHE])
+        app[STORE] = EventStore(
+            pool, registry, KeyRing(master), waker, inline.projection, composer=inline
+        )
         listener = Listener(options.dsn, waker)
         await listener.start()
         yield

@@ -104,31 +104,21 @@ async def execute(
         # refusal, a no-op, a lost race) is decided again on the log.
         optimistic = attempt == 0 and known is not None
         try:
-            async with store.transaction() as conn:
-                if optimistic:
-                    state = fold((), known)
-                else:
-                    since = known.version if known is not None else 0
-                    newer = await store.read_stream(stream_id, conn=conn, after_version=since)
-                    state = fold(newer, known)
-                try:
-                    produced = decide(state)
-                except DomainError:
-                    if optimistic:
-                        raise _Unverified from None
-                    raise
-                decided = [e if isinstance(e, NewEvent) else NewEvent(e) for e in produced]
-                if not decided:
-                    if optimistic:
-                        raise _Unverified
-                    outcome = Outcome(state, [])
-                else:
-                    recorded = await store.append(
-                        stream_id, decided, state.version, metadata, conn, savepoint=False
+            if after is None:
+                # Nothing else to do in the append's transaction: the store runs the
+                # append (and its projection) on its own, in one statement when it can.
+                # The read needs no transaction: the expected version guards the append.
+                state = await _current(store, stream_id, known, optimistic, None)
+                outcome = await _decide_and_append(
+                    store, stream_id, decide, state, optimistic, metadata, None
+                )
+            else:
+                async with store.transaction() as conn:
+                    state = await _current(store, stream_id, known, optimistic, conn)
+                    outcome = await _decide_and_append(
+                        store, stream_id, decide, state, optimistic, metadata, conn
                     )
-                    # `state` is this attempt's own copy: fold onto it.
-                    outcome = Outcome(fold(recorded, state, copy=False), recorded)
-                    if after is not None:
+                    if outcome.recorded:
                         await after(conn, outcome.state)
         except (ConcurrencyError, _Unverified):
             continue
@@ -143,6 +133,49 @@ async def execute(
             cache.put(stream_id, outcome.state)
         return outcome
     raise ConcurrentModification(stream_id)
+
+
+async def _current(
+    store: EventStore,
+    stream_id: str,
+    known: CustomerState | None,
+    optimistic: bool,
+    conn: asyncpg.Connection | None,
+) -> CustomerState:
+    """The state to decide on: the cached one as it is (optimistic), else the cached
+    one brought up to date with the events after it (or the whole stream)."""
+    if optimistic:
+        return fold((), known)
+    since = known.version if known is not None else 0
+    newer = await store.read_stream(stream_id, conn=conn, after_version=since)
+    return fold(newer, known)
+
+
+async def _decide_and_append(
+    store: EventStore,
+    stream_id: str,
+    decide: Decide,
+    state: CustomerState,
+    optimistic: bool,
+    metadata: dict[str, Any],
+    conn: asyncpg.Connection | None,
+) -> Outcome:
+    try:
+        produced = decide(state)
+    except DomainError:
+        if optimistic:
+            raise _Unverified from None
+        raise
+    decided = [e if isinstance(e, NewEvent) else NewEvent(e) for e in produced]
+    if not decided:
+        if optimistic:
+            raise _Unverified
+        return Outcome(state, [])
+    recorded = await store.append(
+        stream_id, decided, state.version, metadata, conn, savepoint=False
+    )
+    # `state` is this attempt's own copy: fold onto it.
+    return Outcome(fold(recorded, state, copy=False), recorded)
 
 
 async def run(

@@ -27,6 +27,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._appended_children: dict[str, Any] = {}
         self.requests = Histogram(
             "glue_http_request_duration_seconds",
             "HTTP request latency by route and status.",
@@ -117,19 +118,21 @@ class Metrics:
         transaction that still rolls back after that is counted too.
         """
 
-        children: dict[str, Any] = {}
-
         async def counted(conn: asyncpg.Connection, events: Sequence[Any]) -> None:
             await inline(conn, events)
-            for event in events:
-                child = children.get(event.event_type)
-                if child is None:
-                    child = children[event.event_type] = self.events_appended.labels(
-                        event.event_type
-                    )
-                child.inc()
+            self.count_events(events)
 
         return counted
+
+    def count_events(self, events: Sequence[Any]) -> None:
+        """Count appended events by type."""
+        for event in events:
+            child = self._appended_children.get(event.event_type)
+            if child is None:
+                child = self._appended_children[event.event_type] = self.events_appended.labels(
+                    event.event_type
+                )
+            child.inc()
 
     def observe_pool(self, pool: asyncpg.Pool) -> None:
         """This process's connection pool usage."""

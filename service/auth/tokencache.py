@@ -118,6 +118,12 @@ class TokenCache:
         self._epoch += 1
         self._generations.clear()
 
+    @staticmethod
+    def watches(event_type: str) -> bool:
+        """Whether events of this type change a customer's token generation (the
+        inline projection must then run through `watch`, in a transaction)."""
+        return event_type in GENERATION_EVENTS
+
     def watch(self, inline: Inline) -> Inline:
         """Wrap the inline projection: events that change a generation mark their
         customer pending here and NOTIFY every process at commit."""
