@@ -29,16 +29,20 @@ class DataKeys:
         self._capacity = capacity
         self._cache: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
 
-    async def for_writing(self, conn: asyncpg.Connection, stream_id: str) -> tuple[bytes, bytes]:
+    async def for_writing(
+        self, conn: asyncpg.Connection, stream_id: str, new_stream: bool = False
+    ) -> tuple[bytes, bytes]:
         """(data key, wrapped key) of the stream; creates the key on first use.
 
+        `new_stream`: the stream has no events yet, so the key most likely does not
+        exist either: try creating it first (one round trip instead of two).
         Raises StreamErased once the stream's key was destroyed.
         """
         cached = self._cache.get(stream_id)
         if cached is not None:
             self._cache.move_to_end(stream_id)
             return cached
-        row = await conn.fetchrow(_SELECT, stream_id)
+        row = None if new_stream else await conn.fetchrow(_SELECT, stream_id)
         if row is None:
             fresh = self.keyring.new_data_key()
             wrapped = self.keyring.wrap(stream_id, fresh)

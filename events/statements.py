@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -93,40 +94,49 @@ def compose_one(
     no statement may name another's: in one statement all of them see the same
     snapshot, none sees another's writes, and a row written twice is an error.
     """
+    shape = tuple(
+        (text, len(values), tuple(i for i, value in enumerate(values) if value is now))
+        for text, values in statements
+    )
+    text = _composed(shape)
+    if text is None:
+        return None
+    return text, [value for _, values in statements for value in values if value is not now]
+
+
+@functools.lru_cache(maxsize=512)
+def _composed(shape: tuple[tuple[str, int, tuple[int, ...]], ...]) -> str | None:
+    # Cached by the statements' texts and where NOW stands: few shapes, many appends.
     targets = []
-    for text, _ in statements:
+    for text, _, _ in shape:
         match = _TARGET.match(text)
         if match is None:
             return None
         targets.append(match.group(1).lower())
     if len(set(targets)) != len(targets):
         return None
-    for (text, _), target in zip(statements, targets, strict=True):
+    for (text, _, _), target in zip(shape, targets, strict=True):
         words = set(re.findall(r"[a-z_][a-z0-9_]*", text.lower()))
         if any(other in words for other in targets if other != target):
             return None
-    args: list[Any] = []
+    used = APPEND_ARGUMENTS
     ctes = []
-    for i, (text, values) in enumerate(statements):
-        numbers: dict[int, str] = {}
-        for n, value in enumerate(values, start=1):
-            if value is now:
-                numbers[n] = "now()"
+    for i, (text, count, nows) in enumerate(shape):
+        if max(map(int, _PARAMETER.findall(text)), default=0) != count:
+            return None  # an argument without its $n, or a $n without its argument
+        numbers: dict[str, str] = {}
+        for n in range(1, count + 1):
+            if n - 1 in nows:
+                numbers[str(n)] = "now()"
             else:
-                args.append(value)
-                numbers[n] = f"${APPEND_ARGUMENTS + len(args)}"
+                used += 1
+                numbers[str(n)] = f"${used}"
+        ctes.append(f",\nprojected_{i} AS ({_renumber(text, numbers)})")
+    return _COMPOSED.format(append=APPEND_ONE, projection="".join(ctes))
 
-        def renumber(m: re.Match[str], numbers: dict[int, str] = numbers) -> str:
-            n = int(m.group(1))
-            if n not in numbers:
-                raise ValueError(f"${n} has no argument")
-            return numbers[n]
 
-        try:
-            ctes.append(f",\nprojected_{i} AS ({_PARAMETER.sub(renumber, text)})")
-        except ValueError:
-            return None
-    return _COMPOSED.format(append=APPEND_ONE, projection="".join(ctes)), args
+def _renumber(text: str, numbers: dict[str, str]) -> str:
+    return _PARAMETER.sub(lambda m: numbers[m.group(1)], text)
 
 
 # Why an append wrote nothing, in one round trip (only on that unhappy path).

@@ -249,7 +249,7 @@ class EventStore:
         """Insert (with `composed`: that statement, APPEND_ONE plus its projection)."""
         if payloads is None:
             payloads = [new.event.to_payload() for new in events]
-        stored, sealed_with = await self._encode(conn, stream_id, events, payloads)
+        stored, sealed_with = await self._encode(conn, stream_id, events, payloads, expected == 0)
         if len(events) == 1:
             new = events[0]
             columns: tuple[Any, ...] = (
@@ -348,6 +348,7 @@ class EventStore:
         stream_id: str,
         events: Sequence[NewEvent],
         payloads: Sequence[Payload],
+        new_stream: bool = False,
     ) -> tuple[list[Payload], bytes | None]:
         """Payloads as stored, and the wrapped key they were sealed with (if any)."""
         stored: list[Payload] = []
@@ -358,7 +359,7 @@ class EventStore:
                 stored.append(payload)
                 continue
             if key is None:
-                key = await self.keys.for_writing(conn, stream_id)
+                key = await self.keys.for_writing(conn, stream_id, new_stream)
             # Every personal field is sealed, None or not, so none shows in the clear.
             sealed = {k: payload.get(k) for k in new.event.personal if k in payload}
             plain = {k: v for k, v in payload.items() if k not in sealed}

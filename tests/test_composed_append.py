@@ -197,3 +197,8 @@ def test_arguments_are_renumbered_after_the_appends_and_now_is_inlined() -> None
     n = statements.APPEND_ARGUMENTS
     assert f"UPDATE t SET at = now(), v = ${n + 1} WHERE k = ${n + 2}" in text
     assert args == ["v", "k"]
+
+
+def test_arguments_that_do_not_match_their_placeholders_are_not_composed() -> None:
+    assert statements.compose_one([("UPDATE t SET a = $1, b = $2", [1])], NOW) is None
+    assert statements.compose_one([("UPDATE t SET a = $1", [1, 2])], NOW) is None

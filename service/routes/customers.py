@@ -67,34 +67,40 @@ async def register(request: web.Request) -> web.Response:
     if password != attrs["confirm_password"]:
         raise PasswordsDiffer()
     app = request.app
-    pool = app[POOL]
-    # Cheap early answer; the reservation's unique key is what decides under races.
-    if await _email_holder(pool, attrs["email"]) is not None:
+    # A cheap early answer, and the customer number in the same round trip (a number
+    # taken for a registration that fails is a gap, as with any sequence). The
+    # reservation's unique key is what decides under races.
+    row = await app[POOL].fetchrow(
+        """SELECT (SELECT customer_reference FROM customer_emails WHERE email_lower = $1)
+                      AS holder,
+                  nextval('customer_reference_seq') AS number""",
+        attrs["email"].lower(),
+    )
+    if row["holder"] is not None:
         raise EmailTaken()
     password_hash = await app[HASHER].hash(password)
-    store = app[STORE]
+    ref = f"{app[SETTINGS].store}--{row['number']}"
     event_id = uuid.uuid4()
     registration_key = app[ONETIME].key(REGISTRATION, event_id)
+    event = CustomerCreated(
+        customer_reference=ref,
+        email=attrs["email"],
+        salutation=attrs["salutation"],
+        first_name=attrs["first_name"],
+        last_name=attrs["last_name"],
+        gender=attrs.get("gender"),
+        date_of_birth=attrs.get("date_of_birth"),
+        password_hash=password_hash,
+        registration_key_hash=key_hash(registration_key),
+        store=app[SETTINGS].store,
+    )
+    metadata = metadata_of(request, customer=ref)  # registering oneself
     try:
-        async with store.transaction() as conn:
-            number = await conn.fetchval("SELECT nextval('customer_reference_seq')")
-            ref = f"{app[SETTINGS].store}--{number}"
-            event = CustomerCreated(
-                customer_reference=ref,
-                email=attrs["email"],
-                salutation=attrs["salutation"],
-                first_name=attrs["first_name"],
-                last_name=attrs["last_name"],
-                gender=attrs.get("gender"),
-                date_of_birth=attrs.get("date_of_birth"),
-                password_hash=password_hash,
-                registration_key_hash=key_hash(registration_key),
-                store=app[SETTINGS].store,
-            )
-            metadata = metadata_of(request, customer=ref)  # registering oneself
-            recorded = await store.append(
-                customer_stream(ref), [NewEvent(event, event_id)], 0, metadata, conn=conn
-            )
+        # On its own: the store writes the event, the customer row and the email
+        # reservation in one statement.
+        recorded = await app[STORE].append(
+            customer_stream(ref), [NewEvent(event, event_id)], 0, metadata
+        )
     except asyncpg.UniqueViolationError as exc:
         if is_unique_violation_of(exc, "customer_emails"):
             raise EmailTaken() from None
