@@ -7,7 +7,11 @@ kinds of window so that whatever else runs on the machine weighs on both alike:
 - raw: the service's own PasswordHasher (same parameters, threads and priority),
   called directly in this process while the service idles;
 - load: 8 clients (--clients) registering as fast as they are answered, while one
-  more client reads GET /customers/{ref} of a confirmed customer, timing each read.
+  more client reads GET /customers/{ref} of a confirmed customer, timing each read;
+- floor: the same 8 clients against bench/baseline.py on the same PostgreSQL, the
+  least an aiohttp service can do per registration (the same hash, one INSERT and one
+  UPSERT; no validation, no events, no mail). Its ratio shows what this machine
+  allows any service to reach.
 
 Targets: registrations/s >= 0.9 x the raw hash rate; GET p99 < 50 ms under load.
 It also prints the CPU each component spent per registration during the load
@@ -56,6 +60,8 @@ class Tally:
     hashes: int = 0
     hash_seconds: float = 0.0
     registered: int = 0
+    floor_registered: int = 0
+    floor_seconds: float = 0.0
     failed: dict[int, int] = field(default_factory=dict)
     load_seconds: float = 0.0
     get_ms: list[float] = field(default_factory=list)
@@ -102,10 +108,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _service(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _service(
+    env: dict[str, str], log_path: Path, module: str = "service"
+) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
+            [sys.executable, "-m", module, *(["serve"] if module == "service" else [])],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -222,15 +230,24 @@ async def _probe(
 
 
 async def _register_until(
-    session: aiohttp.ClientSession, base: str, until: float, tally: Tally
+    session: aiohttp.ClientSession, base: str, until: float, tally: Tally, floor: bool = False
 ) -> None:
     while time.perf_counter() < until:
         async with session.post(f"{base}/customers", json=_registration(_email())) as resp:
             await resp.read()
-            if resp.status == 201:
+            if resp.status == 201 and floor:
+                tally.floor_registered += 1
+            elif resp.status == 201:
                 tally.registered += 1
             else:
                 tally.failed[resp.status] = tally.failed.get(resp.status, 0) + 1
+
+
+def _embedded_dsn(pg_dir: Path) -> str:
+    """The DSN of the service's embedded server, from its postmaster.pid."""
+    lines = (pg_dir / "postmaster.pid").read_text().splitlines()
+    port, socket_dir = lines[3].strip(), lines[4].strip()
+    return f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
 
 
 async def _run(opts: argparse.Namespace) -> Tally:
@@ -251,36 +268,56 @@ async def _run(opts: argparse.Namespace) -> Tally:
     print(
         f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} p=1, "
         f"{settings.hash_workers} hash threads; {opts.clients} clients; "
-        f"{opts.rounds} rounds of {opts.seconds:.0f} s load + {opts.seconds / 2:.0f} s raw",
+        f"{opts.rounds} rounds of {opts.seconds:.0f} s load + {opts.seconds / 2:.0f} s raw "
+        f"+ {opts.seconds / 2:.0f} s floor",
         flush=True,
     )
     try:
-        with _service(env, tmp / "service.log") as proc:
+        async with contextlib.AsyncExitStack() as stack:
+            proc = stack.enter_context(_service(env, tmp / "service.log"))
             connector = aiohttp.TCPConnector(limit=opts.clients + 2)
-            async with aiohttp.ClientSession(connector=connector) as session:
-                await _wait_ready(session, base, proc)
-                ref, token = await _confirmed_customer(session, base, tmp / "data" / "mail")
-                url = f"{base}/customers/{ref}"
-                await _probe(session, url, token, time.perf_counter() + 2, tally.idle_get_ms)
-                for _ in range(opts.rounds):
-                    raw_seconds = opts.seconds / 2
-                    tally.hashes += await _raw_hash_window(settings, raw_seconds)
-                    tally.hash_seconds += raw_seconds
-                    before = _cpu_snapshot(proc.pid, pg_dir)
-                    started = time.perf_counter()
-                    until = started + opts.seconds
-                    await asyncio.gather(
-                        _probe(session, url, token, until, tally.get_ms),
-                        *(
-                            _register_until(session, base, until, tally)
-                            for _ in range(opts.clients)
-                        ),
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            await _wait_ready(session, base, proc)
+            # The floor runs beside the service, on the same PostgreSQL, idle but for its
+            # own windows.
+            floor_port = _free_port()
+            floor_env = {
+                **env,
+                "BASELINE_SERVE": "1",
+                "PORT": str(floor_port),
+                "DATABASE_URL": env.get("DATABASE_URL") or _embedded_dsn(pg_dir),
+            }
+            floor = stack.enter_context(_service(floor_env, tmp / "baseline.log", "bench.baseline"))
+            floor_base = f"http://127.0.0.1:{floor_port}"
+            await _wait_ready(session, floor_base, floor)
+            ref, token = await _confirmed_customer(session, base, tmp / "data" / "mail")
+            url = f"{base}/customers/{ref}"
+            await _probe(session, url, token, time.perf_counter() + 2, tally.idle_get_ms)
+            for _ in range(opts.rounds):
+                raw_seconds = opts.seconds / 2
+                tally.hashes += await _raw_hash_window(settings, raw_seconds)
+                tally.hash_seconds += raw_seconds
+                before = _cpu_snapshot(proc.pid, pg_dir)
+                started = time.perf_counter()
+                until = started + opts.seconds
+                await asyncio.gather(
+                    _probe(session, url, token, until, tally.get_ms),
+                    *(_register_until(session, base, until, tally) for _ in range(opts.clients)),
+                )
+                # The clients finish their last request after `until`: count real time.
+                tally.load_seconds += time.perf_counter() - started
+                after = _cpu_snapshot(proc.pid, pg_dir)
+                for key, value in after.items():
+                    tally.cpu[key] = tally.cpu.get(key, 0.0) + value - before.get(key, 0.0)
+                started = time.perf_counter()
+                until = started + opts.seconds / 2
+                await asyncio.gather(
+                    *(
+                        _register_until(session, floor_base, until, tally, floor=True)
+                        for _ in range(opts.clients)
                     )
-                    # The clients finish their last request after `until`: count real time.
-                    tally.load_seconds += time.perf_counter() - started
-                    after = _cpu_snapshot(proc.pid, pg_dir)
-                    for key, value in after.items():
-                        tally.cpu[key] = tally.cpu.get(key, 0.0) + value - before.get(key, 0.0)
+                )
+                tally.floor_seconds += time.perf_counter() - started
     except BaseException:
         print((tmp / "service.log").read_text(errors="replace")[-4000:], file=sys.stderr)
         raise
@@ -325,6 +362,11 @@ def main(argv: list[str]) -> None:
         + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
         + f"  (machine: {os.cpu_count()} cores, {1000 / rate * (os.cpu_count() or 1):.1f} "
         "core-ms per registration available)"
+    )
+    floor = tally.floor_registered / tally.floor_seconds if tally.floor_seconds else 0.0
+    print(
+        f"floor (bench/baseline.py):   {floor:7.1f} /s  = {floor / raw if raw else 0:.2f} x raw "
+        f"(hash + INSERT + UPSERT, no mail: what this machine allows any service)"
     )
     print(
         f"GET /customers/{{ref}} idle:   p50 {statistics.median(tally.idle_get_ms):6.1f} ms  "
