@@ -49,6 +49,33 @@ ORDER BY n.ord
 {RETURNING}
 """
 
+# Single-event appends to distinct streams from concurrent writers, as one statement
+# and one commit (events/groupcommit.py): each row is checked against its own stream's
+# head and key; a row that fails its checks is left out, the others are written.
+APPEND_GROUP = """
+INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)
+SELECT r.stream_id, head.current + 1, r.event_id, r.event_type, r.schema_version, r.payload,
+       r.metadata
+FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[],
+            $8::bytea[])
+        WITH ORDINALITY AS r(stream_id, expected, event_id, event_type, schema_version, payload,
+                             metadata, sealed_with, ord)
+CROSS JOIN LATERAL (
+    SELECT coalesce(last.version, 0) AS current, last.transaction_id AS writer
+    FROM (SELECT) AS one LEFT JOIN LATERAL (
+        SELECT version, transaction_id FROM events WHERE stream_id = r.stream_id
+        ORDER BY version DESC LIMIT 1
+    ) AS last ON true
+) AS head
+WHERE (r.expected IS NULL OR head.current = r.expected)
+  AND (r.sealed_with IS NULL OR EXISTS (
+        SELECT 1 FROM data_keys k WHERE k.stream_id = r.stream_id AND k.wrapped_key = r.sealed_with))
+  AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
+       OR pg_current_xact_id_if_assigned() >= head.writer)
+ORDER BY r.ord
+RETURNING position, transaction_id, version, event_id, recorded_at
+"""
+
 # The same for the common single event, without arrays: measurably cheaper on
 # both sides (no unnest and sort in the server, no array encoding in the client).
 APPEND_ONE = f"""
@@ -205,14 +232,29 @@ assert all(READ_ALL_UNFENCED[k] != READ_ALL[k] for k in READ_ALL)
 # transaction that began before they committed (and holds a lower id) still runs.
 # A follower woken for them reads nothing yet, and the transaction that holds them
 # back may end without waking anyone (it appended another type, or no event at all).
-WITHHELD = """
+# Like the typed reads, the types are literals: a generic plan for "$3 IS NULL OR
+# event_type = ANY($3)" scans far more than the few rows past the cursor.
+_WITHHELD = """
 SELECT EXISTS (
     SELECT 1 FROM events e
     WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
-      AND NOT (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
-      AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
+      AND NOT (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())){types}
 )
 """
+_withheld: dict[tuple[str, ...], str] = {}
+
+
+def withheld(types: Sequence[str] | None) -> str:
+    """The WITHHELD check for these types (all when None), cached."""
+    key = tuple(sorted(set(types or ())))
+    text = _withheld.get(key)
+    if text is None:
+        if len(_withheld) >= 256:
+            _withheld.clear()
+        clause = f"\n      AND e.event_type = ANY(ARRAY[{', '.join(map(literal, key))}]::text[])"
+        text = _withheld[key] = _WITHHELD.replace("{types}", clause if key else "")
+    return text
+
 
 _typed_reads: dict[tuple[tuple[str, ...], bool], str] = {}
 

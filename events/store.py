@@ -12,6 +12,7 @@ import asyncpg
 from events import statements as sql
 from events.crypto import KeyRing
 from events.datakeys import DataKeys, StreamErased
+from events.groupcommit import GroupCommit
 from events.notify import Waker
 from events.types import EventRegistry, NewEvent, Payload, RecordedEvent
 
@@ -94,6 +95,7 @@ class EventStore:
         self.waker = waker
         self.inline = inline
         self.composer = composer
+        self._group = GroupCommit(self.append_group)
         # Event types appended so far in each open transaction(), by connection.
         self._appended: dict[int, set[str]] = {}
 
@@ -178,15 +180,10 @@ class EventStore:
             except _NotWritten as why:
                 return await self._explain(conn, stream_id, events, expected, why)
         if self.inline is None:
-            # Nothing else belongs in the transaction: the INSERT alone is one
-            # (implicit) transaction and the append costs a single round trip.
-            async with self.pool.acquire() as own:
-                try:
-                    recorded = await self._write(own, stream_id, events, expected, metadata)
-                except _NotWritten as why:
-                    return await self._explain(own, stream_id, events, expected, why)
-            self.wake({e.event.type_name for e in events})
-            return recorded
+            if len(events) == 1:
+                # Concurrent single-event appends share one statement and one commit.
+                return await self._group.append(stream_id, events[0], expected, metadata)
+            return await self.append_alone(stream_id, events, expected, metadata)
         if self.composer is not None and len(events) == 1 and expected is not None:
             composed = await self._append_composed(stream_id, events[0], expected, metadata)
             if composed is not None:
@@ -198,6 +195,85 @@ class EventStore:
             # The transaction was rolled back; ask outside it.
             async with self.pool.acquire() as own:
                 return await self._explain(own, stream_id, events, expected, why)
+
+    async def append_alone(
+        self, stream_id: str, events: Sequence[NewEvent], expected: int | None, metadata: Payload
+    ) -> list[RecordedEvent]:
+        """The append as one statement of its own (no inline projection to run): the
+        INSERT alone is one (implicit) transaction and costs a single round trip."""
+        async with self.pool.acquire() as own:
+            try:
+                recorded = await self._write(own, stream_id, events, expected, metadata)
+            except _NotWritten as why:
+                return await self._explain(own, stream_id, events, expected, why)
+        self.wake({e.event.type_name for e in events})
+        return recorded
+
+    async def append_group(
+        self, requests: Sequence[tuple[str, NewEvent, int | None, Payload]]
+    ) -> list[list[RecordedEvent] | BaseException]:
+        """Single-event appends to distinct streams in one statement and one commit;
+        each one's result (or error) in order. A request refused by its checks is
+        answered as on its own; a unique violation sends every request alone. Raises
+        only when nothing of the group was written."""
+        if len(requests) == 1:
+            # Alone after all: the plain statement, cheaper than the group's arrays.
+            stream_id, new, expected, metadata = requests[0]
+            try:
+                return [await self.append_alone(stream_id, [new], expected, metadata)]
+            except Exception as exc:
+                return [exc]
+        results: list[list[RecordedEvent] | BaseException | None] = [None] * len(requests)
+        async with self.pool.acquire() as conn:
+            rows: list[tuple[int, Payload, Payload, bytes | None]] = []
+            for i, (stream_id, new, _, _) in enumerate(requests):
+                payload = new.event.to_payload()
+                try:
+                    stored, sealed_with = await self._encode(
+                        conn, stream_id, [new], [payload], requests[i][2] == 0
+                    )
+                except StreamErased as exc:
+                    results[i] = exc
+                    continue
+                rows.append((i, payload, stored[0], sealed_with))
+            try:
+                written = await conn.fetch(
+                    sql.APPEND_GROUP,
+                    [requests[i][0] for i, *_ in rows],
+                    [requests[i][2] for i, *_ in rows],
+                    [requests[i][1].event_id for i, *_ in rows],
+                    [requests[i][1].event.type_name for i, *_ in rows],
+                    [requests[i][1].event.schema_version for i, *_ in rows],
+                    [stored for _, _, stored, _ in rows],
+                    [requests[i][3] for i, *_ in rows],
+                    [sealed for *_, sealed in rows],
+                )
+            except asyncpg.UniqueViolationError:
+                # Another process got to a stream (or an event id came again): nothing of
+                # the group was written; each request on its own finds out which.
+                written = None
+            if written is not None:
+                by_id = {row["event_id"]: row for row in written}
+                for i, payload, _, sealed_with in rows:
+                    stream_id, new, expected, metadata = requests[i]
+                    row = by_id.get(new.event_id)
+                    if row is None:
+                        why = _NotWritten("checks", sealed_with)
+                        try:
+                            results[i] = await self._explain(conn, stream_id, [new], expected, why)
+                        except Exception as exc:  # this request's answer, not the group's
+                            results[i] = exc
+                        continue
+                    results[i] = [_recorded(row, stream_id, new, payload, metadata)]
+        for i, result in enumerate(results):
+            if result is None:
+                stream_id, new, expected, metadata = requests[i]
+                try:
+                    results[i] = await self.append_alone(stream_id, [new], expected, metadata)
+                except Exception as exc:  # others of the group may be written: answer each
+                    results[i] = exc
+        self.wake({new.event.type_name for _, new, _, _ in requests})
+        return [r for r in results if r is not None]
 
     async def _append_composed(
         self, stream_id: str, new: NewEvent, expected: int, metadata: Payload
@@ -286,18 +362,7 @@ class EventStore:
         if not rows:
             raise _NotWritten("checks", sealed_with)
         recorded = [
-            RecordedEvent(
-                position=row["position"],
-                transaction_id=row["transaction_id"],
-                stream_id=stream_id,
-                version=row["version"],
-                event_id=row["event_id"],
-                event_type=new.event.type_name,
-                schema_version=new.event.schema_version,
-                payload=payload,
-                metadata=metadata,
-                recorded_at=row["recorded_at"],
-            )
+            _recorded(row, stream_id, new, payload, metadata)
             for row, new, payload in zip(rows, events, payloads, strict=True)
         ]
         if self.inline is not None and composed is None:
@@ -418,7 +483,7 @@ class EventStore:
         """Whether committed events (of `types`) after the cursor are still behind the
         fence of read_all, waiting for an older transaction to end."""
         tx, pos = after or (0, 0)
-        return bool(await self.pool.fetchval(sql.WITHHELD, tx, pos, list(types) if types else None))
+        return bool(await self.pool.fetchval(sql.withheld(types), tx, pos))
 
     def _decode(self, rows: Sequence[Any]) -> list[RecordedEvent]:
         keys: dict[str, bytes | None] = {}
@@ -464,3 +529,21 @@ class EventStore:
         return await (conn or self.pool).fetchval(
             "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
         )
+
+
+def _recorded(
+    row: Any, stream_id: str, new: NewEvent, payload: Payload, metadata: Payload
+) -> RecordedEvent:
+    """The event as written, from the row the insert returned."""
+    return RecordedEvent(
+        position=row["position"],
+        transaction_id=row["transaction_id"],
+        stream_id=stream_id,
+        version=row["version"],
+        event_id=row["event_id"],
+        event_type=new.event.type_name,
+        schema_version=new.event.schema_version,
+        payload=payload,
+        metadata=metadata,
+        recorded_at=row["recorded_at"],
+    )
