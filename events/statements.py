@@ -228,31 +228,33 @@ LIMIT $5
 READ_ALL_UNFENCED = {kind: sql.replace(FENCE, "") for kind, sql in READ_ALL.items()}
 assert all(READ_ALL_UNFENCED[k] != READ_ALL[k] for k in READ_ALL)
 
-# Whether committed events after a cursor are held back by the fence right now: a
-# transaction that began before they committed (and holds a lower id) still runs.
-# A follower woken for them reads nothing yet, and the transaction that holds them
-# back may end without waking anyone (it appended another type, or no event at all).
+# Whether committed events lie past a cursor: asked by a follower right after a read
+# that reached the end. Any it finds were held back by the fence when the read ran (a
+# transaction that began before they committed still ran) or committed since; the
+# transaction that held them back may end without waking anyone (it appended another
+# type, or no event at all), so the follower looks again soon. Deliberately without
+# the fence: asked with it, a fence that lifted between the read and this question
+# would hide them both times.
 # Like the typed reads, the types are literals: a generic plan for "$3 IS NULL OR
 # event_type = ANY($3)" scans far more than the few rows past the cursor.
-_WITHHELD = """
+_PENDING = """
 SELECT EXISTS (
     SELECT 1 FROM events e
-    WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
-      AND NOT (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())){types}
+    WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint){types}
 )
 """
-_withheld: dict[tuple[str, ...], str] = {}
+_pending: dict[tuple[str, ...], str] = {}
 
 
-def withheld(types: Sequence[str] | None) -> str:
-    """The WITHHELD check for these types (all when None), cached."""
+def pending(types: Sequence[str] | None) -> str:
+    """The PENDING question for these types (all when None), cached."""
     key = tuple(sorted(set(types or ())))
-    text = _withheld.get(key)
+    text = _pending.get(key)
     if text is None:
-        if len(_withheld) >= 256:
-            _withheld.clear()
+        if len(_pending) >= 256:
+            _pending.clear()
         clause = f"\n      AND e.event_type = ANY(ARRAY[{', '.join(map(literal, key))}]::text[])"
-        text = _withheld[key] = _WITHHELD.replace("{types}", clause if key else "")
+        text = _pending[key] = _PENDING.replace("{types}", clause if key else "")
     return text
 
 

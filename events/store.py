@@ -477,13 +477,13 @@ class EventStore:
         rows = await (conn or self.pool).fetch(query, tx, pos, *args)
         return self._decode(rows)
 
-    async def withheld(
+    async def pending(
         self, after: tuple[int, int] | None, types: Sequence[str] | None = None
     ) -> bool:
-        """Whether committed events (of `types`) after the cursor are still behind the
-        fence of read_all, waiting for an older transaction to end."""
+        """Whether committed events (of `types`) lie after the cursor: those read_all
+        holds back behind its fence, or committed since the last read."""
         tx, pos = after or (0, 0)
-        return bool(await self.pool.fetchval(sql.withheld(types), tx, pos))
+        return bool(await self.pool.fetchval(sql.pending(types), tx, pos))
 
     def _decode(self, rows: Sequence[Any]) -> list[RecordedEvent]:
         keys: dict[str, bytes | None] = {}

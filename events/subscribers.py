@@ -59,10 +59,11 @@ class RuntimeOptions:
     max_attempts: int = 5
     backoff_base: float = 0.1
     backoff_cap: float = 30.0
-    # Events held back by the fence are looked for again this soon (doubling up to
-    # the cap): the transaction holding them back may end without waking anyone.
-    withheld_base: float = 0.005
-    withheld_cap: float = 0.25
+    # Events still pending after a read that reached the end (held back by the fence)
+    # are looked for again this soon, doubling up to the cap: the transaction holding
+    # them back may end without waking anyone.
+    pending_base: float = 0.005
+    pending_cap: float = 0.25
 
 
 class SubscriberRuntime:
@@ -208,9 +209,9 @@ class SubscriberRuntime:
                 status.lag_seconds = 0.0
                 if asked == self._idle_asked[sub.name]:
                     self._idle[sub.name].set()
-                if await self._store.withheld(progress.cursor, sub.types):
+                if await self._store.pending(progress.cursor, sub.types):
                     opts = self._options
-                    recheck = min(opts.withheld_cap, recheck * 2 or opts.withheld_base)
+                    recheck = min(opts.pending_cap, recheck * 2 or opts.pending_base)
                 else:
                     recheck = 0.0
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the

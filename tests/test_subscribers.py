@@ -173,7 +173,7 @@ async def test_an_event_held_back_by_an_older_transaction_arrives_when_it_ends_u
         await append(store, stream, 1)
         await runtime.wait_idle(name)  # it has looked, and found the event held back
         assert not arrived.is_set()
-        assert await store.withheld(None, [Noted.type_name])
+        assert await store.pending(None, [Noted.type_name])
         await older.execute("COMMIT")
         await asyncio.wait_for(arrived.wait(), 10)
     finally:
