@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -86,6 +87,20 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def _settle_garbage_collector() -> None:
+    """Keep full collections short and rare while serving.
+
+    Everything built at startup (modules, pycountry's tables, schemas, the app) lives
+    as long as the process: frozen, a full collection no longer walks it. Without
+    this, bench fullstack saw full collections of up to 37 ms stall every request in
+    flight (PATCH p99 40-50 ms against p50 13 ms). Young objects are mostly freed by
+    reference counting anyway, so a higher first threshold saves work too.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 async def run_worker(
     settings: Settings, dsn: str, *, reuse_port: bool, limits: Limits = Limits()
 ) -> None:
@@ -101,6 +116,7 @@ async def run_worker(
     runner = await start_server(
         init_app(settings, options), settings.host, settings.port, limits, reuse_port=reuse_port
     )
+    _settle_garbage_collector()
     log.info("serving on http://%s:%d", settings.host, bound_port(runner))
     await stop.wait()
     log.info("stopping: draining in-flight requests")
