@@ -67,6 +67,8 @@ class GroupCommit:
             group: list[_Waiting] = []
             later: list[_Waiting] = []
             for waiting in self._queue:
+                if waiting.done.cancelled():
+                    continue  # its caller gave up before it was sent: not written
                 stream_id = waiting.request[0]
                 if stream_id in self._busy or len(group) == MAX_GROUP:
                     later.append(waiting)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
 
 from events.crypto import KeyRing
+from events.groupcommit import GroupCommit, Request
 from events.store import ConcurrencyError, EventStore, StreamErased
-from events.types import NewEvent
+from events.types import NewEvent, RecordedEvent
 from service import db
 from tests.eventlog import Contacted, Noted, registry, unique_stream
 
@@ -122,3 +123,26 @@ async def test_an_erased_stream_in_a_group_is_refused_and_the_others_land(
     [landed] = outcomes[1]  # type: ignore[misc]
     [stored] = await store.read_stream(fine)
     assert stored.payload["email"] == "c@d.e" and landed.version == 1
+
+
+async def test_an_append_cancelled_while_it_waits_for_a_group_is_never_sent() -> None:
+    # The queueing alone, with a writer that holds its group until let go.
+    let_go = asyncio.Event()
+    sent: list[list[str]] = []
+
+    async def write(requests: Sequence[Request]) -> list[list[RecordedEvent] | BaseException]:
+        sent.append([r[0] for r in requests])
+        await let_go.wait()
+        return [[] for _ in requests]
+
+    group = GroupCommit(write, in_flight=1)
+    first = asyncio.create_task(group.append("a", NewEvent(Noted("a")), 0, {}))
+    while not sent:  # the first group is being written
+        await asyncio.sleep(0)
+    waiting = asyncio.create_task(group.append("b", NewEvent(Noted("b")), 0, {}))
+    after = asyncio.create_task(group.append("c", NewEvent(Noted("c")), 0, {}))
+    await asyncio.sleep(0)  # both queued behind it
+    waiting.cancel()
+    let_go.set()
+    await asyncio.gather(first, after)
+    assert sent == [["a"], ["c"]]
