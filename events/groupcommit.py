@@ -78,8 +78,13 @@ class GroupCommit:
             self._queue = later
             if not group:
                 return  # what waits is for streams being written: their groups kick again
-            task = asyncio.get_running_loop().create_task(self._run(group))
-            self._groups.add(task)
+            free = self._limit - len(self._groups)
+            # Few enough to go side by side: each alone, as without grouping (one group
+            # of four at four writers ran 0.45x raw where four alone run 0.59x).
+            parts = [[w] for w in group] if len(group) <= free else [group]
+            for part in parts:
+                task = asyncio.get_running_loop().create_task(self._run(part))
+                self._groups.add(task)
 
     async def _run(self, group: list[_Waiting]) -> None:
         try:

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import asyncpg
 import pytest
 
 from events.crypto import KeyRing
-from events.groupcommit import GroupCommit, Request
+from events.groupcommit import IN_FLIGHT, GroupCommit, Request
 from events.store import ConcurrencyError, EventStore, StreamErased
 from events.types import NewEvent, RecordedEvent
 from service import db
 from tests.eventlog import Contacted, Noted, registry, unique_stream
+
+
+def others(store: EventStore, count: int = IN_FLIGHT) -> list[Awaitable[object]]:
+    """Appends to fresh streams: with them, more arrive at once than may go side by
+    side, so they are written as one group."""
+    return [store.append(unique_stream(), [NewEvent(Noted("other", i))], 0) for i in range(count)]
 
 
 @pytest.fixture
@@ -42,6 +48,16 @@ async def test_concurrent_appends_to_many_streams_share_commits_and_all_land(
         assert stored.event_id == event.event_id
 
 
+async def test_appends_few_enough_to_go_side_by_side_are_each_written_alone(
+    store: EventStore,
+) -> None:
+    streams = [unique_stream() for _ in range(IN_FLIGHT)]
+    results = await asyncio.gather(
+        *(store.append(s, [NewEvent(Noted("x", i))], 0) for i, s in enumerate(streams))
+    )
+    assert len({r[0].transaction_id for r in results}) == IN_FLIGHT
+
+
 async def test_a_stale_append_is_refused_while_the_rest_of_its_group_lands(
     store: EventStore,
 ) -> None:
@@ -51,6 +67,7 @@ async def test_a_stale_append_is_refused_while_the_rest_of_its_group_lands(
         store.append(stale, [NewEvent(Noted("stale", 2))], 0),
         store.append(fine, [NewEvent(Noted("fine", 1))], 0),
         store.append(also, [NewEvent(Noted("also", 1))], 0),
+        *others(store),
         return_exceptions=True,
     )
     assert isinstance(outcomes[0], ConcurrencyError)
@@ -83,6 +100,7 @@ async def test_a_repeated_event_id_in_a_group_is_settled_alone_without_losing_th
         store.append(first, [new], 0),
         store.append(second, [new], 0),
         store.append(other, [NewEvent(Noted("other", 1))], 0),
+        *others(store),
         return_exceptions=True,
     )
     assert [e.event_id for e in outcomes[0]] == [new.event_id]  # type: ignore[union-attr]
