@@ -1,12 +1,13 @@
 """Group commit: concurrent single-event appends share one statement and one commit.
 
 A commit costs a round trip, a WAL flush and index page locks whether it writes one
-row or fifty. Appends that arrive while IN_FLIGHT groups are being written wait for
-the next group instead of each paying that alone; an append that finds room goes at
-once (its group starts on the next turn of the event loop, so appends made in the
-same turn join it). No two appends to one stream are written at once, in one group
-or two: the second waits, so each row is checked against a head that is already
-committed. Each append is acknowledged only once its group committed.
+row or fifty. Up to IN_FLIGHT statements are written at once. Appends that arrive in
+one turn of the event loop go each alone, side by side, when they fit the free
+slots; when more arrive than fit, they go as one group, and appends arriving while
+every slot is busy wait for the next group instead of each paying a commit alone.
+No two appends to one stream are written at once, in one group or two: the second
+waits, so each row is checked against a head that is already committed. Each append
+is acknowledged only once its statement committed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from events.types import NewEvent, Payload, RecordedEvent
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 64
-# Groups written at once: one alone would leave the other connections idle while
+# Statements written at once: one alone would leave the other connections idle while
 # it waits for its commit; many would make groups of one (4: the best of 2, 3 and 4
 # in bench event_store at 4 and 16 writers).
 IN_FLIGHT = 4
