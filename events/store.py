@@ -212,8 +212,8 @@ class EventStore(LogReader):
     ) -> list[list[RecordedEvent] | BaseException]:
         """Single-event appends to distinct streams in one statement and one commit;
         each one's result (or error) in order. A request refused by its checks is
-        answered as on its own; a unique violation sends every request alone. Raises
-        only when nothing of the group was written."""
+        answered as on its own; when the group's statement fails, every request goes
+        alone. Raises only when nothing of the group was written."""
         if len(requests) == 1:
             # Alone after all: the plain statement, cheaper than the group's arrays.
             stream_id, new, expected, metadata = requests[0]
@@ -246,9 +246,10 @@ class EventStore(LogReader):
                     [requests[i][3] for i, *_ in rows],
                     [sealed for *_, sealed in rows],
                 )
-            except asyncpg.UniqueViolationError:
-                # Another process got to a stream (or an event id came again): nothing of
-                # the group was written; each request on its own finds out which.
+            except asyncpg.PostgresError:
+                # Another process got to a stream, an event id came again, or one payload
+                # cannot be stored: nothing of the group was written, and each request on
+                # its own finds out which it was.
                 written = None
             if written is not None:
                 by_id = {row["event_id"]: row for row in written}

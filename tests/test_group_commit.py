@@ -164,3 +164,19 @@ async def test_an_append_cancelled_while_it_waits_for_a_group_is_never_sent() ->
     let_go.set()
     await asyncio.gather(first, after)
     assert sent == [["a"], ["c"]]
+
+
+async def test_a_payload_the_database_refuses_fails_alone_and_the_rest_of_its_group_lands(
+    store: EventStore,
+) -> None:
+    bad, good = unique_stream(), unique_stream()
+    outcomes = await asyncio.gather(
+        store.append(bad, [NewEvent(Noted("nul \x00 inside", 1))], 0),
+        store.append(good, [NewEvent(Noted("fine", 1))], 0),
+        *others(store),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], asyncpg.PostgresError)  # jsonb cannot hold NUL
+    assert len(outcomes[1]) == 1  # type: ignore[arg-type]
+    assert await store.read_stream(bad) == []
+    assert len(await store.read_stream(good)) == 1
