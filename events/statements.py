@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+
 # One statement: it reads the stream head, checks the expected version and the
 # data key, and inserts, so that an append outside a transaction is one round trip.
 # A sealed payload is written only while the wrapped key it was sealed with is
@@ -21,20 +22,28 @@ from typing import Any
 # retry, in a new transaction, gets a higher id. (When the append is the
 # transaction's first write, its id is assigned only now, after the head it
 # builds on committed, so it is always higher.)
-GUARDS = """
-WHERE ($2::int IS NULL OR head.current = $2::int)
-  AND ($8::bytea IS NULL OR EXISTS (
-        SELECT 1 FROM data_keys k WHERE k.stream_id = $1 AND k.wrapped_key = $8::bytea))
+def _guards(stream: str, expected: str, sealed_with: str) -> str:
+    return f"""
+WHERE ({expected} IS NULL OR head.current = {expected})
+  AND ({sealed_with} IS NULL OR EXISTS (
+        SELECT 1 FROM data_keys k WHERE k.stream_id = {stream} AND k.wrapped_key = {sealed_with}))
   AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
        OR pg_current_xact_id_if_assigned() >= head.writer)
 """
-HEAD = """(
+
+
+def _head(stream: str) -> str:
+    return f"""(
     SELECT coalesce(last.version, 0) AS current, last.transaction_id AS writer
     FROM (SELECT) AS one LEFT JOIN LATERAL (
-        SELECT version, transaction_id FROM events WHERE stream_id = $1
+        SELECT version, transaction_id FROM events WHERE stream_id = {stream}
         ORDER BY version DESC LIMIT 1
     ) AS last ON true
 ) AS head"""
+
+
+GUARDS = _guards("$1", "$2::int", "$8::bytea")
+HEAD = _head("$1")
 INSERT = "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
 RETURNING = "RETURNING position, transaction_id, version, event_id, recorded_at"
 
@@ -52,28 +61,18 @@ ORDER BY n.ord
 # Single-event appends to distinct streams from concurrent writers, as one statement
 # and one commit (events/groupcommit.py): each row is checked against its own stream's
 # head and key; a row that fails its checks is left out, the others are written.
-APPEND_GROUP = """
-INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)
+APPEND_GROUP = f"""
+{INSERT}
 SELECT r.stream_id, head.current + 1, r.event_id, r.event_type, r.schema_version, r.payload,
        r.metadata
 FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[],
             $8::bytea[])
         WITH ORDINALITY AS r(stream_id, expected, event_id, event_type, schema_version, payload,
                              metadata, sealed_with, ord)
-CROSS JOIN LATERAL (
-    SELECT coalesce(last.version, 0) AS current, last.transaction_id AS writer
-    FROM (SELECT) AS one LEFT JOIN LATERAL (
-        SELECT version, transaction_id FROM events WHERE stream_id = r.stream_id
-        ORDER BY version DESC LIMIT 1
-    ) AS last ON true
-) AS head
-WHERE (r.expected IS NULL OR head.current = r.expected)
-  AND (r.sealed_with IS NULL OR EXISTS (
-        SELECT 1 FROM data_keys k WHERE k.stream_id = r.stream_id AND k.wrapped_key = r.sealed_with))
-  AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
-       OR pg_current_xact_id_if_assigned() >= head.writer)
+CROSS JOIN LATERAL {_head("r.stream_id")}
+{_guards("r.stream_id", "r.expected", "r.sealed_with")}
 ORDER BY r.ord
-RETURNING position, transaction_id, version, event_id, recorded_at
+{RETURNING}
 """
 
 # The same for the common single event, without arrays: measurably cheaper on
@@ -243,34 +242,34 @@ SELECT EXISTS (
     WHERE (e.transaction_id, e.position) > ($1::xid8, $2::bigint){types}
 )
 """
-_pending: dict[tuple[str, ...], str] = {}
 
 
 def pending(types: Sequence[str] | None) -> str:
-    """The PENDING question for these types (all when None), cached."""
-    key = tuple(sorted(set(types or ())))
-    text = _pending.get(key)
-    if text is None:
-        if len(_pending) >= 256:
-            _pending.clear()
-        clause = f"\n      AND e.event_type = ANY(ARRAY[{', '.join(map(literal, key))}]::text[])"
-        text = _pending[key] = _PENDING.replace("{types}", clause if key else "")
-    return text
-
-
-_typed_reads: dict[tuple[tuple[str, ...], bool], str] = {}
+    """The PENDING question for these types (all when None)."""
+    key = _type_key(types or ())
+    clause = f"\n      AND e.event_type = ANY(ARRAY[{_literals(key)}]::text[])" if key else ""
+    return _with_types(_PENDING, clause)
 
 
 def typed_read(types: Sequence[str], fenced: bool) -> str:
-    """The "types" read with these types as literals (cached)."""
-    key = (tuple(sorted(set(types))), fenced)
-    sql = _typed_reads.get(key)
-    if sql is None:
-        if len(_typed_reads) >= 256:
-            _typed_reads.clear()
-        template = (READ_ALL if fenced else READ_ALL_UNFENCED)["types"]
-        sql = _typed_reads[key] = template.replace("{types}", ", ".join(map(literal, key[0])))
-    return sql
+    """The "types" read with these types as literals."""
+    template = (READ_ALL if fenced else READ_ALL_UNFENCED)["types"]
+    return _with_types(template, _literals(_type_key(types)))
+
+
+def _type_key(types: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(types)))
+
+
+@functools.lru_cache(maxsize=256)
+def _literals(types: tuple[str, ...]) -> str:
+    return ", ".join(map(literal, types))
+
+
+@functools.lru_cache(maxsize=512)
+def _with_types(template: str, types: str) -> str:
+    # One prepared statement per set of types (few in practice), built once.
+    return template.replace("{types}", types)
 
 
 def literal(text: str) -> str:
