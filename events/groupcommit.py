@@ -13,13 +13,10 @@ is acknowledged only once its statement committed.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from events.types import NewEvent, Payload, RecordedEvent
-
-log = logging.getLogger(__name__)
 
 MAX_GROUP = 64
 # Statements written at once: one alone would leave the other connections idle while
@@ -99,14 +96,16 @@ class GroupCommit:
     async def _write_group(self, group: list[_Waiting]) -> None:
         try:
             results = await self._write([w.request for w in group])
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            for waiting in group:
+                waiting.done.cancel()
+            raise
+        except Exception as exc:
             # The statement failed as a whole (the database went away...): every append
             # in the group fails as it would have alone, and nothing was written.
             for waiting in group:
                 if not waiting.done.done():
                     waiting.done.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for waiting, result in zip(group, results, strict=True):
             if waiting.done.done():  # its caller was cancelled

@@ -212,67 +212,70 @@ class EventStore(LogReader):
     ) -> list[list[RecordedEvent] | BaseException]:
         """Single-event appends to distinct streams in one statement and one commit;
         each one's result (or error) in order. A request refused by its checks is
-        answered as on its own; when the group's statement fails, every request goes
-        alone. Raises only when nothing of the group was written."""
-        if len(requests) == 1:
-            # Alone after all: the plain statement, cheaper than the group's arrays.
-            stream_id, new, expected, metadata = requests[0]
-            try:
-                return [await self.append_alone(stream_id, [new], expected, metadata)]
-            except Exception as exc:
-                return [exc]
+        answered as on its own; when the group's statement fails, and for a group
+        of one, every request goes alone."""
         results: list[list[RecordedEvent] | BaseException | None] = [None] * len(requests)
+        if len(requests) > 1:
+            await self._write_group(requests, results)
+        for i, (stream_id, new, expected, metadata) in enumerate(requests):
+            if results[i] is None:
+                try:
+                    results[i] = await self.append_alone(stream_id, [new], expected, metadata)
+                except Exception as exc:  # others of the group may be written: answer each
+                    results[i] = exc
+        return [r for r in results if r is not None]
+
+    async def _write_group(
+        self,
+        requests: Sequence[tuple[str, NewEvent, int | None, Payload]],
+        results: list[list[RecordedEvent] | BaseException | None],
+    ) -> None:
+        """Fill in the results of what the group statement wrote or refused; leave None
+        where the request must go alone (the whole statement failed)."""
         async with self.pool.acquire() as conn:
             rows: list[tuple[int, Payload, Payload, bytes | None]] = []
-            for i, (stream_id, new, _, _) in enumerate(requests):
+            for i, (stream_id, new, expected, _) in enumerate(requests):
                 payload = new.event.to_payload()
                 try:
                     stored, sealed_with = await self._encode(
-                        conn, stream_id, [new], [payload], requests[i][2] == 0
+                        conn, stream_id, [new], [payload], expected == 0
                     )
                 except StreamErased as exc:
                     results[i] = exc
                     continue
                 rows.append((i, payload, stored[0], sealed_with))
+            sent = [requests[i] for i, *_ in rows]
             try:
                 written = await conn.fetch(
                     sql.APPEND_GROUP,
-                    [requests[i][0] for i, *_ in rows],
-                    [requests[i][2] for i, *_ in rows],
-                    [requests[i][1].event_id for i, *_ in rows],
-                    [requests[i][1].event.type_name for i, *_ in rows],
-                    [requests[i][1].event.schema_version for i, *_ in rows],
+                    [stream_id for stream_id, *_ in sent],
+                    [expected for _, _, expected, _ in sent],
+                    [new.event_id for _, new, *_ in sent],
+                    [new.event.type_name for _, new, *_ in sent],
+                    [new.event.schema_version for _, new, *_ in sent],
                     [stored for _, _, stored, _ in rows],
-                    [requests[i][3] for i, *_ in rows],
-                    [sealed for *_, sealed in rows],
+                    [metadata for *_, metadata in sent],
+                    [sealed_with for *_, sealed_with in rows],
                 )
             except asyncpg.PostgresError:
                 # Another process got to a stream, an event id came again, or one payload
                 # cannot be stored: nothing of the group was written, and each request on
                 # its own finds out which it was.
-                written = None
-            if written is not None:
-                by_id = {row["event_id"]: row for row in written}
-                for i, payload, _, sealed_with in rows:
-                    stream_id, new, expected, metadata = requests[i]
-                    row = by_id.get(new.event_id)
-                    if row is None:
-                        why = _NotWritten("checks", sealed_with)
-                        try:
-                            results[i] = await self._explain(conn, stream_id, [new], expected, why)
-                        except Exception as exc:  # this request's answer, not the group's
-                            results[i] = exc
-                        continue
+                return
+            by_id = {row["event_id"]: row for row in written}
+            for (i, payload, _, sealed_with), (stream_id, new, expected, metadata) in zip(
+                rows, sent, strict=True
+            ):
+                row = by_id.get(new.event_id)
+                if row is not None:
                     results[i] = [_recorded(row, stream_id, new, payload, metadata)]
-        for i, result in enumerate(results):
-            if result is None:
-                stream_id, new, expected, metadata = requests[i]
+                    continue
+                why = _NotWritten("checks", sealed_with)
                 try:
-                    results[i] = await self.append_alone(stream_id, [new], expected, metadata)
-                except Exception as exc:  # others of the group may be written: answer each
+                    results[i] = await self._explain(conn, stream_id, [new], expected, why)
+                except Exception as exc:  # this request's answer, not the group's
                     results[i] = exc
-        self.wake({new.event.type_name for _, new, _, _ in requests})
-        return [r for r in results if r is not None]
+        self.wake({new.event.type_name for _, new, *_ in sent})
 
     async def _append_composed(
         self, stream_id: str, new: NewEvent, expected: int, metadata: Payload
