@@ -26,8 +26,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._appended_children: dict[str, Any] = {}
+        # labels() validates and locks on every call; a metric's children never change.
+        self._children: dict[tuple[object, ...], Any] = {}
         self.requests = Histogram(
             "glue_http_request_duration_seconds",
             "HTTP request latency by route and status.",
@@ -104,12 +104,7 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one handled request."""
-        key = (method, route, status)
-        child = self._request_children.get(key)
-        if child is None:
-            # labels() validates and locks on every call; the children never change.
-            child = self._request_children[key] = self.requests.labels(method, route, str(status))
-        child.observe(seconds)
+        self._child(self.requests, method, route, str(status)).observe(seconds)
 
     def count_appends(self, inline: Inline) -> Inline:
         """Wrap the inline projection, which sees every append, to count events by type.
@@ -127,12 +122,14 @@ class Metrics:
     def count_events(self, events: Sequence[Any]) -> None:
         """Count appended events by type."""
         for event in events:
-            child = self._appended_children.get(event.event_type)
-            if child is None:
-                child = self._appended_children[event.event_type] = self.events_appended.labels(
-                    event.event_type
-                )
-            child.inc()
+            self._child(self.events_appended, event.event_type).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe_pool(self, pool: asyncpg.Pool) -> None:
         """This process's connection pool usage."""
