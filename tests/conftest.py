@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from events.crypto import KeyRing
 from events.subscribers import RuntimeOptions
 from service import db
 from service.app import AppOptions, init_app
@@ -56,6 +58,20 @@ async def database(pg_server: str, schema_template: str) -> AsyncIterator[str]:
     dsn = await pg.create_database(pg_server, template=schema_template)
     yield dsn
     await pg.drop_database(pg_server, dsn)
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool like the service's on the module's database (room for a soak's writers)."""
+    p = await db.create_pool(database, min_size=1, max_size=16)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def keyring() -> KeyRing:
+    """A fresh master key, shared by every "process" of a test."""
+    return KeyRing(os.urandom(32))
 
 
 @pytest.fixture

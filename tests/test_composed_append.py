@@ -3,8 +3,7 @@ and nothing half-written when the append's checks or the projection refuse."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -15,7 +14,6 @@ from events.store import NOW, ConcurrencyError, EventStore, Statement
 from events.types import NewEvent, RecordedEvent
 from projections import composing
 from projections.registry import ProjectionSet, Projector
-from service import db
 from tests.eventlog import Contacted, Noted, registry, unique_stream
 
 TABLES = """
@@ -75,24 +73,15 @@ class Composer:
 
 
 @pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await db.create_pool(database, min_size=1, max_size=4)
-    await p.execute(TABLES)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
 def composer() -> Composer:
     return Composer(ProjectionSet([latest]))
 
 
 @pytest.fixture
-def store(pool: asyncpg.Pool, composer: Composer) -> EventStore:
+async def store(pool: asyncpg.Pool, keyring: KeyRing, composer: Composer) -> EventStore:
+    await pool.execute(TABLES)
     projections = composer.projections
-    return EventStore(
-        pool, registry, KeyRing(os.urandom(32)), inline=projections.apply, composer=composer
-    )
+    return EventStore(pool, registry, keyring, inline=projections.apply, composer=composer)
 
 
 async def test_a_composed_append_writes_the_event_and_its_projection_with_one_timestamp(

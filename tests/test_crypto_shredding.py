@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -15,7 +14,6 @@ from events.crypto import KeyRing
 from events.customer import CustomerCreated, CustomerUpdated, customer_stream, registry
 from events.store import EventStore, StreamErased
 from events.types import NewEvent
-from service import db
 from tests.eventlog import held_transaction
 
 PERSONAL = {
@@ -27,14 +25,6 @@ PERSONAL = {
     "date_of_birth": "1815-12-10",
     "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
 }
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool like the service's."""
-    p = await db.create_pool(database, min_size=1, max_size=6)
-    yield p
-    await p.close()
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -15,7 +13,6 @@ from events.crypto import KeyRing
 from events.notify import Waker
 from events.store import ConcurrencyError, EventStore
 from events.types import Event, EventRegistry, NewEvent
-from service import db
 from tests.eventlog import (
     Contacted,
     Noted,
@@ -24,20 +21,6 @@ from tests.eventlog import (
     unique_stream,
     wait_until_blocked_by,
 )
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool like the service's."""
-    p = await db.create_pool(database, min_size=1, max_size=12)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-def keyring() -> KeyRing:
-    """A fresh master key."""
-    return KeyRing(os.urandom(32))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import contextlib
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -17,18 +16,9 @@ from events.crypto import KeyRing
 from events.notify import Waker
 from events.store import ConcurrencyError, EventStore
 from events.types import NewEvent, RecordedEvent
-from service import db
 from tests.eventlog import Noted, held_transaction, registry, unique_stream
 
 Cursor = tuple[int, int]
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool large enough for the soak's writers and readers."""
-    p = await db.create_pool(database, min_size=2, max_size=16)
-    yield p
-    await p.close()
 
 
 @pytest.fixture

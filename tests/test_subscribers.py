@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,20 +27,6 @@ OPTIONS = RuntimeOptions(
     backoff_base=0.001,
     backoff_cap=0.01,
 )
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool like the service's."""
-    p = await db.create_pool(database, min_size=1, max_size=8)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-def keyring() -> KeyRing:
-    """The master key shared by every "process" of a test."""
-    return KeyRing(os.urandom(32))
 
 
 @pytest.fixture
@@ -109,6 +94,17 @@ async def append(store: EventStore, stream: str, count: int) -> list[uuid.UUID]:
     return ids
 
 
+def arrival(stream: str) -> tuple[asyncio.Event, Callable[[RecordedEvent], Awaitable[None]]]:
+    """An event set once a handler sees anything of `stream`, and that handler."""
+    arrived = asyncio.Event()
+
+    async def handle(event: RecordedEvent) -> None:
+        if event.stream_id == stream:
+            arrived.set()
+
+    return arrived, handle
+
+
 def leading(status: object) -> bool:
     return bool(getattr(status, "leader", False))
 
@@ -137,11 +133,7 @@ async def test_a_commit_wakes_a_follower_without_waiting_for_the_poll(
     store: EventStore, runtimes: Callable[..., SubscriberRuntime]
 ) -> None:
     stream, name = unique_stream(), f"sub-{uuid.uuid4().hex[:8]}"
-    arrived = asyncio.Event()
-
-    async def handle(event: RecordedEvent) -> None:
-        if event.stream_id == stream:
-            arrived.set()
+    arrived, handle = arrival(stream)
 
     runtime = runtimes(store, Subscription(name, handle))
     await runtime.start()
@@ -157,11 +149,7 @@ async def test_an_event_held_back_by_an_older_transaction_arrives_when_it_ends_u
     # still runs. That one then commits without waking anybody (it appended no event);
     # the poll is an hour away, so only looking again on its own brings the event.
     stream, name = unique_stream(), f"sub-{uuid.uuid4().hex[:8]}"
-    arrived = asyncio.Event()
-
-    async def handle(event: RecordedEvent) -> None:
-        if event.stream_id == stream:
-            arrived.set()
+    arrived, handle = arrival(stream)
 
     runtime = runtimes(store, Subscription(name, handle, [Noted.type_name]))
     await runtime.start()
@@ -187,11 +175,7 @@ async def test_a_commit_in_another_process_wakes_a_follower_through_notify(
     runtimes: Callable[..., SubscriberRuntime],
 ) -> None:
     stream, name = unique_stream(), f"sub-{uuid.uuid4().hex[:8]}"
-    arrived = asyncio.Event()
-
-    async def handle(event: RecordedEvent) -> None:
-        if event.stream_id == stream:
-            arrived.set()
+    arrived, handle = arrival(stream)
 
     far_pool = await db.create_pool(database, min_size=1, max_size=2)
     far_waker = Waker(None)  # wakes only its own process: NOTIFY must carry the news

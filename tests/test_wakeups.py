@@ -18,14 +18,6 @@ from tests.eventlog import Contacted, Noted, registry, unique_stream
 
 
 @pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool like the service's."""
-    p = await db.create_pool(database, min_size=1, max_size=4)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
 async def store(pool: asyncpg.Pool) -> AsyncIterator[EventStore]:
     """A store whose commits wake followers of its waker."""
     s = EventStore(pool, registry, KeyRing(os.urandom(32)), Waker(pool))
