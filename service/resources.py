@@ -7,6 +7,7 @@ from typing import Any
 
 import pycountry
 
+from service.auth.login import TokenPair
 from service.jsonapi import Resource, day, timestamp
 
 
@@ -77,4 +78,21 @@ def subscription_resource(row: Mapping[str, Any]) -> Resource:
             "sku": row["sku"],
         },
         path=f"/availability-notifications/{key}",
+    )
+
+
+def token_pair_resource(resource_type: str, pair: TokenPair) -> Resource:
+    """The Glue token document's resource (`id` null) for a fresh pair."""
+    return Resource(
+        type=resource_type,
+        id=None,
+        attributes={
+            "tokenType": "Bearer",
+            "expiresIn": pair.expires_in,
+            "accessToken": pair.access_token,
+            "refreshToken": pair.refresh_token,
+            "refreshTokenExpiresIn": pair.refresh_expires_in,
+            "idCompanyUser": None,
+        },
+        path=f"/{resource_type}",
     )

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from service.auth.login import client_address, password_login
 from service.endpoint import endpoint
-from service.jsonapi import base_url, respond
+from service.jsonapi import single
+from service.resources import token_pair_resource
 from service.schemas.auth import LoginSchema
 from service.typedefs import BODY, TOKENS
 
@@ -18,22 +19,7 @@ async def create_access_token(request: web.Request) -> web.Response:
     pair = await password_login(
         request.app, attrs["username"], attrs["password"], client_address(request)
     )
-    doc = {
-        "data": {
-            "type": "access-tokens",
-            "id": None,
-            "attributes": {
-                "tokenType": "Bearer",
-                "expiresIn": pair.expires_in,
-                "accessToken": pair.access_token,
-                "refreshToken": pair.refresh_token,
-                "refreshTokenExpiresIn": pair.refresh_expires_in,
-                "idCompanyUser": None,
-            },
-            "links": {"self": base_url(request) + "/access-tokens"},
-        }
-    }
-    return respond(doc, status=201)
+    return single(request, token_pair_resource("access-tokens", pair), status=201)
 
 
 @endpoint(summary="Public keys that verify access tokens (JWKS).", content_type="application/json")

@@ -5,29 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.auth import refresh
-from service.auth.login import TokenPair, refreshed_pair
+from service.auth.login import refreshed_pair
 from service.endpoint import endpoint
-from service.jsonapi import Resource, no_content, single
+from service.jsonapi import no_content, single
 from service.middlewares import principal_of
+from service.resources import token_pair_resource
 from service.schemas.tokens import RefreshTokenSchema
 from service.typedefs import BODY, CLOCK, POOL
-
-
-def token_pair_resource(resource_type: str, pair: TokenPair) -> Resource:
-    """The Glue token document's resource (`id` null) for a fresh pair."""
-    return Resource(
-        type=resource_type,
-        id=None,
-        attributes={
-            "tokenType": "Bearer",
-            "expiresIn": pair.expires_in,
-            "accessToken": pair.access_token,
-            "refreshToken": pair.refresh_token,
-            "refreshTokenExpiresIn": pair.refresh_expires_in,
-            "idCompanyUser": None,
-        },
-        path=f"/{resource_type}",
-    )
 
 
 @endpoint(
