@@ -25,9 +25,8 @@ from service.domain.errors import (
     CustomerNotFound,
     EmailTaken,
     NotOwner,
-    PasswordCharsetInvalid,
-    PasswordsDiffer,
 )
+from service.domain.passwords import require_new_password
 from service.endpoint import endpoint
 from service.errors import REFERENCE_MISSING
 from service.jsonapi import Body, collection, includes, no_content, single
@@ -62,10 +61,7 @@ async def register(request: web.Request) -> web.Response:
     body: Body = request[BODY]
     attrs = _REGISTRATION.check(body.attributes)
     password: str = attrs["password"]
-    if not password.isprintable():
-        raise PasswordCharsetInvalid()
-    if password != attrs["confirm_password"]:
-        raise PasswordsDiffer()
+    require_new_password(password, attrs["confirm_password"])
     app = request.app
     # A cheap early answer, and the customer number in the same round trip (a number
     # taken for a registration that fails is a gap, as with any sequence). The

@@ -22,11 +22,10 @@ from service.domain.errors import (
     InvalidRestoreKey,
     NewPasswordsDiffer,
     NotOwner,
-    PasswordCharsetInvalid,
-    PasswordsDiffer,
     RestoreKeyExpired,
     WrongPassword,
 )
+from service.domain.passwords import require_new_password, require_printable
 from service.endpoint import endpoint
 from service.errors import REFERENCE_MISSING
 from service.jsonapi import no_content
@@ -64,9 +63,8 @@ async def change_password(request: web.Request) -> web.Response:
     ref = request.match_info["ref"]
     attrs = PasswordChangeSchema().check(request[BODY].attributes)
     new_password: str = attrs["new_password"]
-    if not new_password.isprintable():
-        raise PasswordCharsetInvalid()
-    if principal_of(request).customer_reference != ref:
+    require_printable(new_password)
+    if principal_of(request).customer_reference != ref:  # after 420, before 422
         raise NotOwner()
     if new_password != attrs["confirm_password"]:
         raise NewPasswordsDiffer()
@@ -162,10 +160,7 @@ async def restore_password(request: web.Request) -> web.Response:
     """204; 420 charset, 406 mismatch, 415 unknown or used key, 407 expired key."""
     attrs = RestorePasswordSchema().check(request[BODY].attributes)
     password: str = attrs["password"]
-    if not password.isprintable():
-        raise PasswordCharsetInvalid()
-    if password != attrs["confirm_password"]:
-        raise PasswordsDiffer()
+    require_new_password(password, attrs["confirm_password"])
     app = request.app
     hashed = key_hash(attrs["restore_password_key"])
     row = await app[POOL].fetchrow(
