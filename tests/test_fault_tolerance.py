@@ -142,13 +142,8 @@ def _pg_ctl(server: Any, *args: str) -> None:
 @pytest.fixture
 async def restartable(own_cluster: Any) -> AsyncIterator[str]:
     """A database with the schema on the throwaway cluster."""
-    dsn = await pg.create_database(own_cluster.get_uri(database="postgres"))
-    conn = await db.connect(dsn)
-    try:
-        await db.apply_schema(conn)
-    finally:
-        await conn.close()
-    yield dsn
+    async with pg.schema_database(own_cluster.get_uri(database="postgres")) as dsn:
+        yield dsn
 
 
 async def test_a_database_restart_answers_503_meanwhile_and_heals_itself(
