@@ -13,10 +13,11 @@ import itertools
 import json
 import sys
 import time
-import uuid
 from typing import Any
 
 import aiohttp
+
+from bench import _documents as docs
 
 JSONAPI = "application/vnd.api+json"
 
@@ -33,27 +34,11 @@ def _request(scenario: str, url: str, customer: dict[str, Any], n: int) -> tuple
         body = {"data": {"type": "customers", "id": ref, "attributes": attrs}}
         return "PATCH", f"{url}/customers/{ref}", (auth, body)
     if scenario == "login":
-        attrs = {"username": customer["email"], "password": customer["password"]}
-        return (
-            "POST",
-            f"{url}/access-tokens",
-            ({}, {"data": {"type": "access-tokens", "attributes": attrs}}),
-        )
+        body = docs.login(customer["email"], customer["password"])
+        return "POST", f"{url}/access-tokens", ({}, body)
     if scenario == "register":
-        attrs = {
-            "salutation": "Mr",
-            "firstName": "Load",
-            "lastName": "Test",
-            "email": f"load.{uuid.uuid4().hex[:16]}@example.com",
-            "password": customer["password"],
-            "confirmPassword": customer["password"],
-            "acceptedTerms": True,
-        }
-        return (
-            "POST",
-            f"{url}/customers",
-            ({}, {"data": {"type": "customers", "attributes": attrs}}),
-        )
+        body = docs.registration(docs.unique_email("load"), customer["password"])
+        return "POST", f"{url}/customers", ({}, body)
     raise ValueError(scenario)
 
 

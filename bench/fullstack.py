@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from bench import _documents as docs
 from service import db
 from service.mail.sink import MailSink, links_in
 
@@ -114,51 +115,23 @@ async def _seed(url: str, sink: MailSink, count: int) -> list[dict[str, Any]]:
     limit = asyncio.Semaphore(8)
 
     async def one(session: aiohttp.ClientSession) -> dict[str, Any]:
-        email = f"bench.{uuid.uuid4().hex[:12]}@example.com"
-        attrs = {
-            "salutation": "Mr",
-            "firstName": "Bench",
-            "lastName": "Mark",
-            "email": email,
-            "password": PASSWORD,
-            "confirmPassword": PASSWORD,
-            "acceptedTerms": True,
-        }
+        email = docs.unique_email()
         async with limit:
             async with session.post(
-                f"{url}/customers", json={"data": {"type": "customers", "attributes": attrs}}
+                f"{url}/customers", json=docs.registration(email, PASSWORD)
             ) as r:
                 ref = (await r.json())["data"]["id"]
             mail = await sink.wait_for(lambda m: str(m["To"]) == email, timeout=120)
             key = links_in(mail)[0].split("token=", 1)[1]
-            body = {
-                "data": {"type": "customer-confirmation", "attributes": {"registrationKey": key}}
-            }
-            async with session.post(f"{url}/customer-confirmation", json=body) as r:
+            async with session.post(
+                f"{url}/customer-confirmation", json=docs.confirmation(key)
+            ) as r:
                 assert r.status == 204, await r.text()
-            body = {
-                "data": {
-                    "type": "access-tokens",
-                    "attributes": {"username": email, "password": PASSWORD},
-                }
-            }
-            async with session.post(f"{url}/access-tokens", json=body) as r:
+            async with session.post(f"{url}/access-tokens", json=docs.login(email, PASSWORD)) as r:
                 token = (await r.json())["data"]["attributes"]["accessToken"]
-            address = {
-                "salutation": "Mr",
-                "firstName": "Bench",
-                "lastName": "Mark",
-                "address1": "Julie-Wolfthorn-Strasse",
-                "address2": "1",
-                "zipCode": "10115",
-                "city": "Berlin",
-                "iso2Code": "DE",
-                "isDefaultShipping": True,
-                "isDefaultBilling": True,
-            }
             async with session.post(
                 f"{url}/customers/{ref}/addresses",
-                json={"data": {"type": "addresses", "attributes": address}},
+                json=docs.address(),
                 headers={"Authorization": f"Bearer {token}"},
             ) as r:
                 await r.read()

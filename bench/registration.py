@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import _documents as docs
 from service.auth.passwords import PasswordHasher
 from service.config import Settings
 from service.mail.sink import links_in
@@ -143,33 +143,12 @@ async def _wait_ready(session: aiohttp.ClientSession, base: str, proc: Any) -> N
     raise RuntimeError("service did not become ready")
 
 
-def _registration(email: str) -> dict[str, Any]:
-    return {
-        "data": {
-            "type": "customers",
-            "attributes": {
-                "salutation": "Mr",
-                "firstName": "Bench",
-                "lastName": "Mark",
-                "email": email,
-                "password": PASSWORD,
-                "confirmPassword": PASSWORD,
-                "acceptedTerms": True,
-            },
-        }
-    }
-
-
-def _email() -> str:
-    return f"bench.{uuid.uuid4().hex}@example.com"
-
-
 async def _confirmed_customer(
     session: aiohttp.ClientSession, base: str, mail_dir: Path
 ) -> tuple[str, str]:
     """(reference, access token) of a customer confirmed through the mailed link."""
-    email = _email()
-    async with session.post(f"{base}/customers", json=_registration(email)) as resp:
+    email = docs.unique_email()
+    async with session.post(f"{base}/customers", json=docs.registration(email, PASSWORD)) as resp:
         assert resp.status == 201, await resp.text()
         ref = (await resp.json())["data"]["id"]
     key = None
@@ -182,13 +161,9 @@ async def _confirmed_customer(
         await asyncio.sleep(0.1)
     if key is None:
         raise RuntimeError("no confirmation mail arrived")
-    body = {"data": {"type": "customer-confirmation", "attributes": {"registrationKey": key}}}
-    async with session.post(f"{base}/customer-confirmation", json=body) as resp:
+    async with session.post(f"{base}/customer-confirmation", json=docs.confirmation(key)) as resp:
         assert resp.status == 204, await resp.text()
-    creds = {
-        "data": {"type": "access-tokens", "attributes": {"username": email, "password": PASSWORD}}
-    }
-    async with session.post(f"{base}/access-tokens", json=creds) as resp:
+    async with session.post(f"{base}/access-tokens", json=docs.login(email, PASSWORD)) as resp:
         assert resp.status == 201, await resp.text()
         token = (await resp.json())["data"]["attributes"]["accessToken"]
     return ref, token
@@ -233,7 +208,8 @@ async def _register_until(
     session: aiohttp.ClientSession, base: str, until: float, tally: Tally, floor: bool = False
 ) -> None:
     while time.perf_counter() < until:
-        async with session.post(f"{base}/customers", json=_registration(_email())) as resp:
+        body = docs.registration(docs.unique_email(), PASSWORD)
+        async with session.post(f"{base}/customers", json=body) as resp:
             await resp.read()
             if resp.status == 201 and floor:
                 tally.floor_registered += 1
