@@ -6,8 +6,13 @@ kinds of window so that whatever else runs on the machine weighs on both alike:
 
 - raw: the service's own PasswordHasher (same parameters, threads and priority),
   called directly in this process while the service idles;
-- load: 8 clients (--clients) registering as fast as they are answered, while one
-  more client reads GET /customers/{ref} of a confirmed customer, timing each read;
+- load: 8 clients (--clients) registering as fast as they are answered; the ratio
+  comes from these windows;
+- probed: the same load while one more client reads GET /customers/{ref} of a
+  confirmed customer every 20 ms, timing each read. The probe is a ninth client with
+  work of its own (about one read per registration on a small machine), so it gets
+  windows of its own instead of weighing on the ratio; its registrations/s are
+  printed too;
 - floor: the same 8 clients against bench/baseline.py on the same PostgreSQL, the
   least an aiohttp service can do per registration (the same hash, one INSERT and one
   UPSERT; no validation, no events, no mail). Its ratio shows what this machine
@@ -60,6 +65,8 @@ class Tally:
     hashes: int = 0
     hash_seconds: float = 0.0
     registered: int = 0
+    probed_registered: int = 0
+    probed_seconds: float = 0.0
     floor_registered: int = 0
     floor_seconds: float = 0.0
     failed: dict[int, int] = field(default_factory=dict)
@@ -205,18 +212,37 @@ async def _probe(
 
 
 async def _register_until(
-    session: aiohttp.ClientSession, base: str, until: float, tally: Tally, floor: bool = False
+    session: aiohttp.ClientSession, base: str, until: float, tally: Tally, counter: str
 ) -> None:
+    """Register customers until `until`, counting each 201 in `tally.<counter>`."""
     while time.perf_counter() < until:
         body = docs.registration(docs.unique_email(), PASSWORD)
         async with session.post(f"{base}/customers", json=body) as resp:
             await resp.read()
-            if resp.status == 201 and floor:
-                tally.floor_registered += 1
-            elif resp.status == 201:
-                tally.registered += 1
+            if resp.status == 201:
+                setattr(tally, counter, getattr(tally, counter) + 1)
             else:
                 tally.failed[resp.status] = tally.failed.get(resp.status, 0) + 1
+
+
+async def _load_window(
+    session: aiohttp.ClientSession,
+    base: str,
+    seconds: float,
+    clients: int,
+    tally: Tally,
+    counter: str,
+    probe: tuple[str, str] | None = None,
+) -> float:
+    """`clients` registering for `seconds` (plus the probe, when given); real seconds taken."""
+    started = time.perf_counter()
+    until = started + seconds
+    work = [_register_until(session, base, until, tally, counter) for _ in range(clients)]
+    if probe is not None:
+        work.append(_probe(session, probe[0], probe[1], until, tally.get_ms))
+    await asyncio.gather(*work)
+    # The clients finish their last request after `until`: count real time.
+    return time.perf_counter() - started
 
 
 def _embedded_dsn(pg_dir: Path) -> str:
@@ -244,8 +270,8 @@ async def _run(opts: argparse.Namespace) -> Tally:
     print(
         f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} p=1, "
         f"{settings.hash_workers} hash threads; {opts.clients} clients; "
-        f"{opts.rounds} rounds of {opts.seconds:.0f} s load + {opts.seconds / 2:.0f} s raw "
-        f"+ {opts.seconds / 2:.0f} s floor",
+        f"{opts.rounds} rounds of {opts.seconds / 2:.0f} s raw + {opts.seconds:.0f} s load "
+        f"+ {opts.seconds / 2:.0f} s probed load + {opts.seconds / 2:.0f} s floor",
         flush=True,
     )
     try:
@@ -274,26 +300,24 @@ async def _run(opts: argparse.Namespace) -> Tally:
                 tally.hashes += await _raw_hash_window(settings, raw_seconds)
                 tally.hash_seconds += raw_seconds
                 before = _cpu_snapshot(proc.pid, pg_dir)
-                started = time.perf_counter()
-                until = started + opts.seconds
-                await asyncio.gather(
-                    _probe(session, url, token, until, tally.get_ms),
-                    *(_register_until(session, base, until, tally) for _ in range(opts.clients)),
+                tally.load_seconds += await _load_window(
+                    session, base, opts.seconds, opts.clients, tally, "registered"
                 )
-                # The clients finish their last request after `until`: count real time.
-                tally.load_seconds += time.perf_counter() - started
                 after = _cpu_snapshot(proc.pid, pg_dir)
                 for key, value in after.items():
                     tally.cpu[key] = tally.cpu.get(key, 0.0) + value - before.get(key, 0.0)
-                started = time.perf_counter()
-                until = started + opts.seconds / 2
-                await asyncio.gather(
-                    *(
-                        _register_until(session, floor_base, until, tally, floor=True)
-                        for _ in range(opts.clients)
-                    )
+                tally.probed_seconds += await _load_window(
+                    session,
+                    base,
+                    opts.seconds / 2,
+                    opts.clients,
+                    tally,
+                    "probed_registered",
+                    probe=(url, token),
                 )
-                tally.floor_seconds += time.perf_counter() - started
+                tally.floor_seconds += await _load_window(
+                    session, floor_base, opts.seconds / 2, opts.clients, tally, "floor_registered"
+                )
     except BaseException:
         print((tmp / "service.log").read_text(errors="replace")[-4000:], file=sys.stderr)
         raise
@@ -347,6 +371,11 @@ def main(argv: list[str]) -> None:
     print(
         f"GET /customers/{{ref}} idle:   p50 {statistics.median(tally.idle_get_ms):6.1f} ms  "
         f"p99 {_percentile(tally.idle_get_ms, 99):6.1f} ms  (n={len(tally.idle_get_ms)})"
+    )
+    probed = tally.probed_registered / tally.probed_seconds if tally.probed_seconds else 0.0
+    print(
+        f"with the GET probe beside:   {probed:7.1f} /s  = {probed / raw if raw else 0:.2f} x raw "
+        "(a ninth client reading every 20 ms)"
     )
     print(
         f"GET /customers/{{ref}} loaded: p50 {statistics.median(tally.get_ms):6.1f} ms  "

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 
@@ -33,6 +33,23 @@ class Subscriber(Protocol):
     types: Sequence[str] | None
 
     async def handle(self, event: RecordedEvent) -> None: ...
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A subscriber with work of its own per batch instead of per event.
+
+    `prepare` sees a batch before its first event is handled (one lookup for all of
+    them); `flush` runs before every checkpoint write (one write for all of them).
+    Passes start at most once per `pass_interval` seconds: a lone event is handled at
+    once, a steady stream in batches of what arrived meanwhile.
+    """
+
+    pass_interval: float
+
+    async def prepare(self, events: Sequence[RecordedEvent]) -> None: ...
+
+    async def flush(self) -> None: ...
 
 
 @dataclass
@@ -186,15 +203,25 @@ class SubscriberRuntime:
         wake = self._waker.waiter(sub.types)
         # The checkpoint is read and written on the lock's own connection: a write
         # that succeeds proves this process still leads.
-        progress = _Progress(sub.name, lock_conn, await self._checkpoint(lock_conn, sub.name))
+        progress = _Progress(
+            sub.name,
+            lock_conn,
+            await self._checkpoint(lock_conn, sub.name),
+            sub if isinstance(sub, Batching) else None,
+        )
+        interval = progress.batching.pass_interval if progress.batching else 0.0
+        loop = asyncio.get_running_loop()
         recheck = 0.0  # > 0 while events are held back by the fence
         try:
             while not lock_conn.is_closed():
                 wake.clear()
                 asked = self._idle_asked[sub.name]
+                started = loop.time()
                 batch = await self._store.read_all(
                     after=progress.cursor, limit=self._options.batch_size, types=sub.types
                 )
+                if batch and progress.batching is not None:
+                    await progress.batching.prepare(batch)
                 for event in batch:
                     await self._deliver(sub, event, status, progress)
                     progress.cursor = (event.transaction_id, event.position)
@@ -223,6 +250,9 @@ class SubscriberRuntime:
                     if not recheck:
                         # Quiet for a while: prove the lock connection (and the lead) alive.
                         await lock_conn.fetchval("SELECT 1")
+                if interval:
+                    # What commits meanwhile joins the next batch.
+                    await asyncio.sleep(max(0.0, started + interval - loop.time()))
         except BaseException:
             # Stopped or failed between checkpoints: record what was handled, so that
             # the next leader neither repeats it nor (CAS) moves the checkpoint back.
@@ -286,13 +316,17 @@ class _Progress:
     name: str
     conn: asyncpg.Connection
     saved: tuple[int, int]
+    batching: Batching | None = None
     cursor: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self.cursor = self.saved
 
     async def save(self) -> None:
-        """Write the cursor to the checkpoint row, if it moved."""
+        """Flush the subscriber's batch work, then write the cursor to the checkpoint
+        row, if it moved."""
+        if self.batching is not None:
+            await self.batching.flush()
         if self.cursor == self.saved:
             return
         # Compare-and-set: a deposed leader that wakes up late cannot move the

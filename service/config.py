@@ -100,5 +100,6 @@ class Settings:
             log_level=(get("LOG_LEVEL") or cls.log_level).upper(),
             argon2_memory_kib=integer("ARGON2_MEMORY_KIB", cls.argon2_memory_kib),
             argon2_time_cost=integer("ARGON2_TIME_COST", cls.argon2_time_cost),
+            hash_workers=integer("HASH_WORKERS", os.cpu_count() or 1),
             db_pool_max=integer("DB_POOL_MAX", cls.db_pool_max),
         )
