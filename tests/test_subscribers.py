@@ -13,7 +13,13 @@ import pytest
 from events.crypto import KeyRing
 from events.notify import CHANNEL, Listener, Waker
 from events.store import EventStore
-from events.subscribers import RetryLater, RuntimeOptions, SubscriberRuntime, Subscription
+from events.subscribers import (
+    Batching,
+    RetryLater,
+    RuntimeOptions,
+    SubscriberRuntime,
+    Subscription,
+)
 from events.types import NewEvent, RecordedEvent
 from service import db
 from tests.eventlog import Noted, registry, unique_stream
@@ -324,6 +330,93 @@ async def test_retry_later_is_retried_past_max_attempts_until_the_handler_succee
     assert handled == [1]
     assert tries == OPTIONS.max_attempts + 3
     assert runtime.status[name].skipped == 0
+
+
+# ------------------------------------------------------------------ batching subscribers
+
+
+@dataclass
+class BatchLog:
+    """A Batching subscriber noting, for one stream, each prepare, handle and flush."""
+
+    name: str
+    stream: str
+    pool: asyncpg.Pool
+    pass_interval: float = 0.0
+    types: tuple[str, ...] | None = None
+    steps: list[tuple[str, list[int]]] = field(default_factory=list)
+    # At each flush: the cursors still unflushed, and the checkpoint as it stood then.
+    flushes: list[tuple[list[tuple[int, int]], tuple[int, int]]] = field(default_factory=list)
+    _unflushed: list[tuple[int, int]] = field(default_factory=list)
+
+    async def prepare(self, events: list[RecordedEvent]) -> None:
+        self.steps.append(("prepare", [e.version for e in events if e.stream_id == self.stream]))
+
+    async def handle(self, event: RecordedEvent) -> None:
+        if event.stream_id == self.stream:
+            self.steps.append(("handle", [event.version]))
+            self._unflushed.append((event.transaction_id, event.position))
+
+    async def flush(self) -> None:
+        row = await self.pool.fetchrow(
+            "SELECT transaction_id, position FROM subscriber_checkpoints WHERE name = $1",
+            self.name,
+        )
+        self.flushes.append((self._unflushed, (row[0], row[1])))
+        self._unflushed = []
+
+    def handled(self) -> list[int]:
+        return [step[1][0] for step in self.steps if step[0] == "handle"]
+
+    def prepared(self) -> list[list[int]]:
+        return [versions for what, versions in self.steps if what == "prepare" and versions]
+
+
+async def test_a_batching_subscriber_sees_each_batch_before_handling_its_events(
+    store: EventStore, pool: asyncpg.Pool, runtimes: Callable[..., SubscriberRuntime]
+) -> None:
+    sub = BatchLog(f"sub-{uuid.uuid4().hex[:8]}", unique_stream(), pool)
+    assert isinstance(sub, Batching)
+    await append(store, sub.stream, 6)
+    runtime = runtimes(store, sub)
+    await runtime.start()
+    await runtime.wait_idle(sub.name)
+    assert sub.handled() == [1, 2, 3, 4, 5, 6]
+    announced: list[int] = []
+    for what, versions in sub.steps:
+        if what == "prepare":
+            announced = versions
+        else:
+            assert versions[0] in announced
+
+
+async def test_a_batching_subscriber_flushes_its_events_before_the_checkpoint_passes_them(
+    store: EventStore, pool: asyncpg.Pool, runtimes: Callable[..., SubscriberRuntime]
+) -> None:
+    sub = BatchLog(f"sub-{uuid.uuid4().hex[:8]}", unique_stream(), pool)
+    await append(store, sub.stream, 6)
+    runtime = runtimes(store, sub)
+    await runtime.start()
+    await runtime.wait_idle(sub.name)
+    flushed = [cursor for unflushed, _ in sub.flushes for cursor in unflushed]
+    assert len(flushed) == 6
+    for unflushed, checkpoint in sub.flushes:
+        assert all(checkpoint < cursor for cursor in unflushed)
+
+
+async def test_a_lone_event_goes_at_once_and_a_stream_after_it_in_batches_per_interval(
+    store: EventStore, pool: asyncpg.Pool, runtimes: Callable[..., SubscriberRuntime]
+) -> None:
+    sub = BatchLog(f"sub-{uuid.uuid4().hex[:8]}", unique_stream(), pool, pass_interval=0.5)
+    runtime = runtimes(store, sub)
+    await runtime.start()
+    await runtime.wait_idle(sub.name)
+    await append(store, sub.stream, 1)
+    await runtime.wait_until(sub.name, lambda _: sub.handled() == [1])
+    # Committed within the interval that began with the lone event's pass.
+    await append(store, sub.stream, 4)
+    await runtime.wait_until(sub.name, lambda _: len(sub.handled()) == 5)
+    assert sub.prepared() == [[1], [2, 3, 4, 5]]
 
 
 # ------------------------------------------------------------------ waker and listener

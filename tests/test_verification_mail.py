@@ -12,7 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from service.mail import messages
 from service.mail.connection import SmtpConnection, SmtpTarget
+from service.mail.mailer import Mailer
 from service.mail.sink import MailSink, links_in
+from service.typedefs import ONETIME, POOL, SETTINGS, STORE
 from tests.conftest import (
     confirm,
     register,
@@ -204,3 +206,49 @@ async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None
     files = sorted(p.name for p in (tmp_path / "mail").iterdir())
     assert files == ["000001.eml", "000002.eml"]
     assert b"http://shop.test/c?token=2" in (tmp_path / "mail" / "000002.eml").read_bytes()
+
+
+async def offer_again(app: web.Application, smtp: MailSink, reference: str) -> None:
+    """Offer a customer's CustomerCreated event to a second mailer, as after a crash
+    before the checkpoint moved: prepare its batch, then handle it."""
+    [created] = [
+        e
+        for e in await app[STORE].read_stream(f"customer-{reference}")
+        if e.event_type == "CustomerCreated"
+    ]
+    mailer = Mailer(
+        app[POOL], SmtpTarget(host="127.0.0.1", port=smtp.port), app[ONETIME], app[SETTINGS]
+    )
+    try:
+        await mailer.prepare([created])
+        await mailer.handle(created)
+        await mailer.flush()
+    finally:
+        await mailer.close()
+
+
+async def test_a_delivered_mail_is_not_sent_again_when_its_event_is_offered_again(
+    client: TestClient, app: web.Application, smtp: MailSink
+) -> None:
+    email = unique_email("mail.again")
+    doc = await register(client, email=email)
+    await smtp.wait_for(to(email))
+    await wait_for_mailer(app)  # its delivery row is written
+    await offer_again(app, smtp, doc["data"]["id"])
+    assert len(smtp.to(email)) == 1
+
+
+async def test_a_mail_without_a_delivery_row_is_sent_when_its_event_is_offered_again(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    email = unique_email("mail.unrecorded")
+    doc = await register(client, email=email)
+    await smtp.wait_for(to(email))
+    await wait_for_mailer(app)
+    event_id = await created_event_id(conn, doc["data"]["id"])
+    await conn.execute("DELETE FROM mail_deliveries WHERE event_id = $1", event_id)
+    await offer_again(app, smtp, doc["data"]["id"])
+    assert len(smtp.to(email)) == 2
+    assert await conn.fetchval(
+        "SELECT delivered_at IS NOT NULL FROM mail_deliveries WHERE event_id = $1", event_id
+    )
