@@ -46,9 +46,10 @@ from typing import Any
 import aiohttp
 
 from bench import _documents as docs
+from bench._relay import Relay
 from service.auth.passwords import PasswordHasher
 from service.config import Settings
-from service.mail.sink import MailSink, links_in
+from service.mail.sink import links_in
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Bench-Password-1"
@@ -149,14 +150,14 @@ async def _wait_ready(session: aiohttp.ClientSession, base: str, proc: Any) -> N
 
 
 async def _confirmed_customer(
-    session: aiohttp.ClientSession, base: str, relay: MailSink
+    session: aiohttp.ClientSession, base: str, relay: Relay
 ) -> tuple[str, str]:
     """(reference, access token) of a customer confirmed through the mailed link."""
     email = docs.unique_email()
     async with session.post(f"{base}/customers", json=docs.registration(email, PASSWORD)) as resp:
         assert resp.status == 201, await resp.text()
         ref = (await resp.json())["data"]["id"]
-    msg = await relay.wait_for(lambda m: str(m["To"]) == email, timeout=30)
+    msg = await relay.mail_to(email)
     key = links_in(msg)[0].split("token=", 1)[1]
     async with session.post(f"{base}/customer-confirmation", json=docs.confirmation(key)) as resp:
         assert resp.status == 204, await resp.text()
@@ -245,11 +246,10 @@ def _embedded_dsn(pg_dir: Path) -> str:
 async def _run(opts: argparse.Namespace) -> Tally:
     tmp = Path(tempfile.mkdtemp(prefix="glue-bench-"))
     port = _free_port()
-    # The mail relay is this process's, as in production it is another machine's: the
-    # service composes and sends every mail over SMTP, but storing it is the relay's
-    # work, not the service's (the dev sink's one file per mail costs 0.9 ms of CPU
-    # on some VMs, where creating a file is that slow).
-    relay = MailSink()
+    # The mail relay is this process's (bench/_relay.py), as in production it is
+    # another machine's: the service composes and sends every mail over SMTP; what
+    # the relay does with it is not the service's work.
+    relay = Relay()
     relay_port = await relay.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_")}
     env.update(
