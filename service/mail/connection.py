@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from email.message import Message
 
 import aiosmtplib
+
+from service.mail.messages import Mail
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SmtpConnection:
         self._target = target
         self._client: aiosmtplib.SMTP | None = None
 
-    async def send(self, msg: Message, sender: str, recipient: str) -> None:
+    async def send(self, msg: Mail, sender: str, recipient: str) -> None:
         """Deliver one message (raises aiosmtplib.SMTPException or OSError)."""
         reused = self._client is not None and self._client.is_connected
         try:
@@ -55,7 +56,7 @@ class SmtpConnection:
             self._drop()
             raise
 
-    async def _send(self, msg: Message, sender: str, recipient: str) -> None:
+    async def _send(self, msg: Mail, sender: str, recipient: str) -> None:
         if self._client is None or not self._client.is_connected:
             t = self._target
             client = aiosmtplib.SMTP(
@@ -68,8 +69,11 @@ class SmtpConnection:
             )
             self._client = client
             await client.connect()
-        # Envelope given, not parsed back out of the headers.
-        await self._client.send_message(msg, sender=sender, recipients=[recipient])
+        if isinstance(msg, bytes):
+            await self._client.sendmail(sender, [recipient], msg)
+        else:
+            # Envelope given, not parsed back out of the headers.
+            await self._client.send_message(msg, sender=sender, recipients=[recipient])
 
     def _drop(self) -> None:
         client, self._client = self._client, None

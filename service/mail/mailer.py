@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from email.message import Message
 from uuid import UUID
 
 import aiosmtplib
@@ -16,6 +15,7 @@ from service.auth.onetime import REGISTRATION, RESTORE, OneTimeKeys
 from service.config import Settings
 from service.mail import messages
 from service.mail.connection import SmtpConnection, SmtpTarget
+from service.mail.messages import Mail
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,12 @@ class Mailer:
             return  # the customer was anonymised before we got to it
         if event.event_id in self._delivered or event.event_id in self._sent:
             return
-        msg = await self._compose(event)
-        if msg is None:
+        composed = await self._compose(event)
+        if composed is None:
             return
+        recipient, msg = composed
         try:
-            await self._smtp.send(msg, self._settings.mail_from, str(msg["To"]))
+            await self._smtp.send(msg, self._settings.mail_from, recipient)
         except (aiosmtplib.SMTPException, OSError) as exc:
             if self._metrics is not None:
                 self._metrics.mail_failures.inc()
@@ -107,14 +108,16 @@ class Mailer:
         """Close the SMTP connection (after the subscriber runtime stopped)."""
         await self._smtp.close()
 
-    async def _compose(self, event: RecordedEvent) -> Message | None:
+    async def _compose(self, event: RecordedEvent) -> tuple[str, Mail] | None:
+        """(recipient, mail) the event asks for; None when there is nobody to mail."""
         sender = self._settings.mail_from
         message_id = f"<{event.event_id}@glue-customers>"
         base = self._settings.storefront_url
         if event.event_type == "CustomerCreated":
             key = self._keys.key(REGISTRATION, event.event_id)
             link = f"{base}/register/confirm?token={key}"
-            return messages.confirmation(sender, event.payload["email"], link, message_id)
+            email = event.payload["email"]
+            return email, messages.confirmation(sender, email, link, message_id)
         ref = event.stream_id.removeprefix("customer-")
         email = await self._pool.fetchval(
             "SELECT email FROM customers WHERE customer_reference = $1", ref
@@ -123,4 +126,4 @@ class Mailer:
             return None
         key = self._keys.key(RESTORE, event.event_id)
         link = f"{base}/password/restore?token={key}"
-        return messages.password_restore(sender, email, link, message_id)
+        return email, messages.password_restore(sender, email, link, message_id)
