@@ -61,6 +61,24 @@ class DataKeys:
         wrapped = row["wrapped_key"]
         return self._remember(stream_id, (self.keyring.unwrap(stream_id, wrapped), wrapped))
 
+    def cached(self, stream_id: str) -> bool:
+        """Whether the stream's key is at hand without a round trip."""
+        return stream_id in self._cache
+
+    def fresh(self, stream_id: str) -> tuple[bytes, bytes]:
+        """A new (data key, wrapped key) for a stream, not stored: the caller's statement
+        inserts it, and `remember`s it once that committed."""
+        key = self.keyring.new_data_key()
+        return key, self.keyring.wrap(stream_id, key)
+
+    def remember(self, stream_id: str, key: tuple[bytes, bytes]) -> None:
+        """Cache a key the caller stored."""
+        self._remember(stream_id, key)
+
+    def adopt(self, stream_id: str, wrapped: bytes) -> None:
+        """Cache the stream's live wrapped key (found after a write refused ours)."""
+        self._remember(stream_id, (self.keyring.unwrap(stream_id, wrapped), wrapped))
+
     def forget(self, stream_id: str) -> None:
         """Drop a cached key (it turned out stale, or the stream is being erased)."""
         self._cache.pop(stream_id, None)

@@ -85,6 +85,26 @@ FROM {HEAD}
 {RETURNING}
 """
 
+# APPEND_ONE for a stream's first event that also creates the stream's data key ($8,
+# the wrapped key the payload was sealed with): the key is valid only if this very
+# statement inserts it. If any key row exists already (another first writer won, or
+# the stream was erased), nothing is written; the caller learns the live key and
+# retries with it. The key and the event commit or vanish together.
+_NEW_KEY = """new_key AS (
+    INSERT INTO data_keys (stream_id, wrapped_key) SELECT $1, $8::bytea WHERE $8 IS NOT NULL
+    ON CONFLICT (stream_id) DO NOTHING RETURNING 1
+), """
+APPEND_ONE_NEW_KEY = f"""
+{INSERT}
+SELECT $1, head.current + 1, $3::uuid, $4::text, $5::int, $6::jsonb, $7
+FROM {HEAD}
+WHERE ($2::int IS NULL OR head.current = $2::int)
+  AND EXISTS (SELECT 1 FROM new_key)
+  AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
+       OR pg_current_xact_id_if_assigned() >= head.writer)
+{RETURNING}
+"""
+
 # An append and the statements of its inline projection, as ONE statement: run
 # outside a transaction it is its own (implicit) one, so a command costs one round
 # trip instead of BEGIN, INSERT, the projection's statements and COMMIT. The
@@ -95,7 +115,7 @@ FROM {HEAD}
 # the check always runs. Single events only (see compose_one).
 REFUSED = "GE001"
 _COMPOSED = """
-WITH appended AS ({append}){projection}
+WITH {new_key}appended AS ({append}){projection}
 SELECT events_append_written(count(*)) AS written,
        (array_agg(position))[1] AS position,
        (array_agg(transaction_id))[1] AS transaction_id,
@@ -110,10 +130,11 @@ APPEND_ARGUMENTS = 8  # $1..$8 of APPEND_ONE
 
 
 def compose_one(
-    statements: Sequence[tuple[str, Sequence[Any]]], now: object
+    statements: Sequence[tuple[str, Sequence[Any]]], now: object, new_key: bool = False
 ) -> tuple[str, list[Any]] | None:
-    """APPEND_ONE with `statements` folded in: (SQL, their arguments, to follow the
-    append's eight), or None when they cannot share one statement.
+    """APPEND_ONE (APPEND_ONE_NEW_KEY with `new_key`) with `statements` folded in:
+    (SQL, their arguments, to follow the append's eight), or None when they cannot
+    share one statement.
 
     An argument that `is now` becomes now(): the transaction's start, which is what
     the append writes as recorded_at. Every statement must write its own table and
@@ -124,14 +145,14 @@ def compose_one(
         (text, len(values), tuple(i for i, value in enumerate(values) if value is now))
         for text, values in statements
     )
-    text = _composed(shape)
+    text = _composed(shape, new_key)
     if text is None:
         return None
     return text, [value for _, values in statements for value in values if value is not now]
 
 
 @functools.lru_cache(maxsize=512)
-def _composed(shape: tuple[tuple[str, int, tuple[int, ...]], ...]) -> str | None:
+def _composed(shape: tuple[tuple[str, int, tuple[int, ...]], ...], new_key: bool) -> str | None:
     # Cached by the statements' texts and where NOW stands: few shapes, many appends.
     targets = []
     for text, _, _ in shape:
@@ -139,7 +160,7 @@ def _composed(shape: tuple[tuple[str, int, tuple[int, ...]], ...]) -> str | None
         if match is None:
             return None
         targets.append(match.group(1).lower())
-    if len(set(targets)) != len(targets):
+    if len(set(targets)) != len(targets) or (new_key and "data_keys" in targets):
         return None
     for (text, _, _), target in zip(shape, targets, strict=True):
         words = set(re.findall(r"[a-z_][a-z0-9_]*", text.lower()))
@@ -158,7 +179,11 @@ def _composed(shape: tuple[tuple[str, int, tuple[int, ...]], ...]) -> str | None
                 used += 1
                 numbers[str(n)] = f"${used}"
         ctes.append(f",\nprojected_{i} AS ({_renumber(text, numbers)})")
-    return _COMPOSED.format(append=APPEND_ONE, projection="".join(ctes))
+    return _COMPOSED.format(
+        new_key=_NEW_KEY if new_key else "",
+        append=APPEND_ONE_NEW_KEY if new_key else APPEND_ONE,
+        projection="".join(ctes),
+    )
 
 
 def _renumber(text: str, numbers: dict[str, str]) -> str:

@@ -50,6 +50,9 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 20
     subscriber_poll_seconds: float = 2.0
+    # Under a stream of registrations the mailer passes at most this often, sending
+    # what arrived meanwhile as one batch; a lone mail leaves at once.
+    mail_batch_seconds: float = 0.2
     leader_retry_seconds: float = 2.0
     # A client must send a whole request body within this (a trickled body holds a
     # connection and a handler: aiohttp itself has no read timeout).
@@ -102,4 +105,5 @@ class Settings:
             argon2_time_cost=integer("ARGON2_TIME_COST", cls.argon2_time_cost),
             hash_workers=integer("HASH_WORKERS", os.cpu_count() or 1),
             db_pool_max=integer("DB_POOL_MAX", cls.db_pool_max),
+            mail_batch_seconds=float(get("MAIL_BATCH_SECONDS") or cls.mail_batch_seconds),
         )

@@ -115,6 +115,9 @@ def settings(data_dir: Path) -> Settings:
         db_pool_max=10,
         public_base_url="http://glue.test",
         storefront_url="http://shop.test",
+        # Tests send mails one after another: no batching wait between them (the
+        # runtime's batching is specified in test_subscribers.py).
+        mail_batch_seconds=0.0,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from events import statements
 from events.crypto import KeyRing
-from events.store import NOW, ConcurrencyError, EventStore, Statement
+from events.store import NOW, ConcurrencyError, EventStore, Statement, StreamErased
 from events.types import NewEvent, RecordedEvent
 from projections import composing
 from projections.registry import ProjectionSet, Projector
@@ -82,6 +82,38 @@ async def store(pool: asyncpg.Pool, keyring: KeyRing, composer: Composer) -> Eve
     await pool.execute(TABLES)
     projections = composer.projections
     return EventStore(pool, registry, keyring, inline=projections.apply, composer=composer)
+
+
+CONTACT_TABLES = """
+CREATE TABLE IF NOT EXISTS contacted_skus (
+    stream_id text PRIMARY KEY, sku text NOT NULL UNIQUE);
+"""
+
+# Personal data, projected without reading: composed, with a new stream's data key.
+contacts = Projector(name="contacts", tables=("contacted_skus",))
+
+
+@contacts.on("TestContacted")
+async def _contact(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        "INSERT INTO contacted_skus (stream_id, sku) VALUES ($1, $2)",
+        event.stream_id,
+        event.payload["sku"],
+    )
+
+
+@pytest.fixture
+async def contact_store(pool: asyncpg.Pool, keyring: KeyRing) -> tuple[EventStore, Composer]:
+    await pool.execute(CONTACT_TABLES)
+    composer = Composer(ProjectionSet([contacts]))
+    store = EventStore(
+        pool, registry, keyring, inline=composer.projections.apply, composer=composer
+    )
+    return store, composer
+
+
+async def key_of(pool: asyncpg.Pool, stream: str) -> bytes | None:
+    return await pool.fetchval("SELECT wrapped_key FROM data_keys WHERE stream_id = $1", stream)
 
 
 async def test_a_composed_append_writes_the_event_and_its_projection_with_one_timestamp(
@@ -191,3 +223,56 @@ def test_arguments_are_renumbered_after_the_appends_and_now_is_inlined() -> None
 def test_arguments_that_do_not_match_their_placeholders_are_not_composed() -> None:
     assert statements.compose_one([("UPDATE t SET a = $1, b = $2", [1])], NOW) is None
     assert statements.compose_one([("UPDATE t SET a = $1", [1, 2])], NOW) is None
+
+
+# ------------------------------------------------------------ a new stream's data key
+
+
+async def test_a_new_streams_data_key_is_stored_by_the_composed_append(
+    contact_store: tuple[EventStore, Composer], pool: asyncpg.Pool
+) -> None:
+    store, composer = contact_store
+    stream = unique_stream()
+    [event] = await store.append(stream, [NewEvent(Contacted(f"s-{stream}", "a@b.c"))], 0)
+    assert [e.event_id for e in composer.composed] == [event.event_id]
+    assert await key_of(pool, stream) is not None
+    [stored] = await store.read_stream(stream)
+    assert stored.payload["email"] == "a@b.c"
+
+
+async def test_a_failed_first_append_leaves_no_data_key_behind(
+    contact_store: tuple[EventStore, Composer], pool: asyncpg.Pool
+) -> None:
+    store, _ = contact_store
+    first, second = unique_stream(), unique_stream()
+    await store.append(first, [NewEvent(Contacted(f"dup-{first}", "a@b.c"))], 0)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await store.append(second, [NewEvent(Contacted(f"dup-{first}", "b@b.c"))], 0)
+    assert await key_of(pool, second) is None
+    assert await store.read_stream(second) == []
+
+
+async def test_a_first_append_whose_key_another_writer_made_is_sealed_with_that_key(
+    contact_store: tuple[EventStore, Composer], pool: asyncpg.Pool, keyring: KeyRing
+) -> None:
+    store, _ = contact_store
+    stream = unique_stream()
+    other = EventStore(pool, registry, keyring)  # another process, first to make the key
+    async with pool.acquire() as conn:
+        _, theirs = await other.keys.for_writing(conn, stream, new_stream=True)
+    await store.append(stream, [NewEvent(Contacted(f"k-{stream}", "a@b.c"))], 0)
+    assert await key_of(pool, stream) == theirs
+    [stored] = await other.read_stream(stream)
+    assert stored.payload["email"] == "a@b.c"
+
+
+async def test_a_first_append_with_personal_data_to_an_erased_stream_is_refused(
+    contact_store: tuple[EventStore, Composer], pool: asyncpg.Pool, keyring: KeyRing
+) -> None:
+    store, _ = contact_store
+    stream = unique_stream()
+    async with pool.acquire() as conn:
+        await EventStore(pool, registry, keyring).erase(conn, stream)
+    with pytest.raises(StreamErased):
+        await store.append(stream, [NewEvent(Contacted(f"e-{stream}", "a@b.c"))], 0)
+    assert await store.read_stream(stream) == []

@@ -32,9 +32,6 @@ class Mailer:
 
     name = "mailer"
     types = ("CustomerCreated", "CustomerPasswordResetRequested")
-    # A lone registration's mail leaves at once; under a stream, mails go out in
-    # batches at most this often (a confirmation mail may well be 0.2 s later).
-    pass_interval = 0.2
 
     def __init__(
         self,
@@ -49,6 +46,9 @@ class Mailer:
         self._keys = keys
         self._settings = settings
         self._metrics = metrics
+        # A lone registration's mail leaves at once; under a stream, mails go out in
+        # batches at most this often (a confirmation mail may well be 0.2 s later).
+        self.pass_interval = settings.mail_batch_seconds
         # Of the batch in hand: what went out before (prepare), what went out now (flush).
         self._delivered: set[UUID] = set()
         self._sent: dict[UUID, str] = {}
