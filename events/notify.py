@@ -11,6 +11,8 @@ from collections.abc import Collection
 import asyncpg
 
 CHANNEL = "glue_events"
+# The payload kind a Listener sends to say it listens (see Waker.heard).
+HELLO = "?"
 log = logging.getLogger(__name__)
 
 
@@ -24,11 +26,29 @@ class Waker:
     a steady stream costs at most one NOTIFY per interval instead of one per append
     (about half an append's client CPU each), and other processes' followers learn
     of it at most that much later.
+
+    With a Listener of its own connected, it sends NOTIFYs only while some other
+    process listens: every Listener says hello when it starts and every
+    `presence_seconds` after, and a process that heard nothing from any other for
+    three times that stays silent (one process alone, the usual deployment, pays no
+    NOTIFY at all). A newcomer's hello is answered at once with a NOTIFY for every
+    type, covering what was committed before it was known. Without a connected
+    Listener it cannot know, so it always sends.
     """
 
-    def __init__(self, pool: asyncpg.Pool | None, min_interval: float = 0.002) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool | None,
+        min_interval: float = 0.002,
+        presence_seconds: float = 5.0,
+    ) -> None:
         self._pool = pool
         self._min_interval = min_interval
+        self.presence_seconds = presence_seconds
+        # Other processes' origins, with when they were last heard (loop time).
+        self._others: dict[str, float] = {}
+        # Whether our own Listener is connected (so that silence means: nobody else).
+        self.listening = False
         # Each follower may name the event types it reads; None: every type.
         self._waiters: dict[asyncio.Event, frozenset[str] | None] = {}
         self._sending: asyncio.Task[None] | None = None
@@ -59,7 +79,7 @@ class Waker:
         at most one NOTIFY at a time. A follower that filters for other types (the mailer
         during a run of profile edits) is not woken to read nothing."""
         self.wake_local(types)
-        if self._pool is None:
+        if self._pool is None or (self.listening and not self.heard_from_others()):
             return
         if types is None or self._pending is None:
             self._pending = None
@@ -69,6 +89,21 @@ class Waker:
             self._again = True
             return
         self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    def heard(self, origin: str) -> bool:
+        """Another process (`origin`) showed it listens; True when it was not known."""
+        known = self.heard_from_others() and origin in self._others
+        self._others[origin] = asyncio.get_running_loop().time()
+        return not known
+
+    def heard_from_others(self) -> bool:
+        """Whether another process said it listens within three presence periods."""
+        if not self._others:
+            return False
+        horizon = asyncio.get_running_loop().time() - 3 * self.presence_seconds
+        for origin in [o for o, seen in self._others.items() if seen < horizon]:
+            del self._others[origin]
+        return bool(self._others)
 
     def _take_payload(self) -> str:
         pending, self._pending = self._pending, set()
@@ -117,14 +152,33 @@ class Listener:
                 self._connected.set()
                 # Something may have been committed while we were not listening.
                 self._waker.wake_local()
-                while not self._conn.is_closed():
-                    await asyncio.sleep(1.0)
+                await self._listen(self._conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("listener lost its connection: %s", exc)
+            finally:
+                # Deaf, we cannot tell whether others listen: notify them regardless.
+                self._waker.listening = False
             self._connected.clear()
             await asyncio.sleep(1.0)
+
+    async def _listen(self, conn: asyncpg.Connection) -> None:
+        """Say hello every `presence_seconds` while the connection lives."""
+        loop = asyncio.get_running_loop()
+        presence = self._waker.presence_seconds
+        # Every other listener says hello within one period: until then, silence does
+        # not yet mean that nobody else listens.
+        trusted_at = loop.time() + 1.5 * presence
+        hello_due = 0.0
+        while not conn.is_closed():
+            now = loop.time()
+            if now >= hello_due:
+                payload = f"{self._waker.origin}|{HELLO}"
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                hello_due = now + presence
+            self._waker.listening = now >= trusted_at
+            await asyncio.sleep(min(1.0, presence / 2))
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """Wait until the LISTEN is in place (commits from then on wake this process)."""
@@ -134,6 +188,12 @@ class Listener:
         origin, _, types = payload.partition("|")
         if origin == self._waker.origin:
             return  # our own commits woke our followers already
+        new = self._waker.heard(origin)
+        if types == HELLO:
+            if new:
+                # What we committed before we knew of it was never announced to it.
+                self._waker.poke()
+            return
         self._waker.wake_local(None if types in ("", "*") else types.split(","))
 
     async def stop(self) -> None:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from events.crypto import KeyRing
-from events.notify import Listener, Waker
+from events.notify import CHANNEL, HELLO, Listener, Waker
 from events.store import EventStore
 from events.types import NewEvent
 from service import db
@@ -100,3 +100,132 @@ async def test_a_process_is_not_woken_again_by_its_own_notify(
         assert not follower.is_set()
     finally:
         await listener.stop()
+
+
+# ------------------------------------------------------------------ presence
+
+PRESENCE = 0.1  # seconds between hellos in these tests
+
+
+class Overhearing:
+    """A bare LISTEN connection noting every payload on the channel (not a process of
+    ours: it never says hello)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.payloads: list[str] = []
+        self._marker = asyncio.Event()
+
+    def _heard(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        self.payloads.append(payload)
+        if payload == "overhearing|marker":
+            self._marker.set()
+
+    async def start(self) -> None:
+        await self.conn.add_listener(CHANNEL, self._heard)
+
+    async def all_sent_so_far(self) -> list[str]:
+        """Every payload committed before this call (a marker sent now comes after them)."""
+        self._marker.clear()
+        await self.conn.execute("SELECT pg_notify($1, 'overhearing|marker')", CHANNEL)
+        async with asyncio.timeout(10):
+            await self._marker.wait()
+        return [p for p in self.payloads if p != "overhearing|marker"]
+
+
+@pytest.fixture
+async def overhearing(database: str) -> AsyncIterator[Overhearing]:
+    conn = await db.connect(database)
+    o = Overhearing(conn)
+    await o.start()
+    yield o
+    await conn.close()
+
+
+async def a_process(database: str) -> tuple[asyncpg.Pool, Waker, Listener]:
+    """Another process's pool, waker and listener, its listener trusted to know who
+    else listens (one presence period after connecting)."""
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    waker = Waker(pool, presence_seconds=PRESENCE)
+    listener = Listener(database, waker)
+    await listener.start()
+    async with asyncio.timeout(10):
+        while not waker.listening:
+            await asyncio.sleep(PRESENCE / 4)
+    return pool, waker, listener
+
+
+async def commit_one(pool: asyncpg.Pool, waker: Waker) -> None:
+    store = EventStore(pool, registry, KeyRing(os.urandom(32)), waker)
+    await store.append(unique_stream(), [NewEvent(Noted(text="p"))], 0)
+    await waker.close()  # its NOTIFY, if any, is out
+
+
+async def test_a_process_that_hears_no_other_listener_sends_no_notify(
+    database: str, overhearing: Overhearing
+) -> None:
+    pool, waker, listener = await a_process(database)
+    try:
+        await commit_one(pool, waker)
+        heard = await overhearing.all_sent_so_far()
+        assert heard and all(p == f"{waker.origin}|{HELLO}" for p in heard)
+    finally:
+        await listener.stop()
+        await pool.close()
+
+
+async def test_a_process_notifies_its_commits_while_another_one_listens(
+    database: str, overhearing: Overhearing
+) -> None:
+    pool, waker, listener = await a_process(database)
+    other_pool, _, other_listener = await a_process(database)
+    try:
+        await commit_one(pool, waker)
+        assert f"{waker.origin}|TestNoted" in await overhearing.all_sent_so_far()
+    finally:
+        await other_listener.stop()
+        await other_pool.close()
+        await listener.stop()
+        await pool.close()
+
+
+async def test_a_newcomers_hello_is_answered_with_a_notify_for_every_type(
+    database: str, overhearing: Overhearing
+) -> None:
+    pool, waker, listener = await a_process(database)
+    other_pool, _, other_listener = await a_process(database)
+    try:
+        await waker.close()
+        assert f"{waker.origin}|*" in await overhearing.all_sent_so_far()
+    finally:
+        await other_listener.stop()
+        await other_pool.close()
+        await listener.stop()
+        await pool.close()
+
+
+async def test_a_process_goes_silent_once_the_others_stopped_saying_hello(
+    database: str, overhearing: Overhearing
+) -> None:
+    pool, waker, listener = await a_process(database)
+    other_pool, _, other_listener = await a_process(database)
+    await other_listener.stop()
+    await other_pool.close()
+    try:
+        async with asyncio.timeout(10):
+            while waker.heard_from_others():
+                await asyncio.sleep(PRESENCE)
+        overhearing.payloads.clear()
+        await commit_one(pool, waker)
+        assert f"{waker.origin}|TestNoted" not in await overhearing.all_sent_so_far()
+    finally:
+        await listener.stop()
+        await pool.close()
+
+
+async def test_a_waker_without_a_connected_listener_always_notifies(
+    database: str, pool: asyncpg.Pool, overhearing: Overhearing
+) -> None:
+    waker = Waker(pool, presence_seconds=PRESENCE)  # no Listener: it cannot know
+    await commit_one(pool, waker)
+    assert f"{waker.origin}|TestNoted" in await overhearing.all_sent_so_far()
