@@ -190,12 +190,11 @@ async def test_plaintext_password_is_stored_nowhere(
     assert await tables_containing(conn, password) == []
 
 
-async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None:
-    sink = MailSink(directory=tmp_path / "mail")
-    port = await sink.start()
-    connection = SmtpConnection(SmtpTarget(host="127.0.0.1", port=port))
+async def send_numbered(sink: MailSink, count: int) -> None:
+    """Send mails to r1@example.com, r2@... through a started sink, then stop it."""
+    connection = SmtpConnection(SmtpTarget(host="127.0.0.1", port=sink.port))
     try:
-        for n in (1, 2):
+        for n in range(1, count + 1):
             msg = messages.confirmation(
                 "shop@example.com", f"r{n}@example.com", f"http://shop.test/c?token={n}", f"<{n}@t>"
             )
@@ -203,6 +202,12 @@ async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None
     finally:
         await connection.close()
         await sink.stop()
+
+
+async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None:
+    sink = MailSink(directory=tmp_path / "mail")
+    await sink.start()
+    await send_numbered(sink, 2)
     files = sorted(p.name for p in (tmp_path / "mail").iterdir())
     assert files == ["000001.eml", "000002.eml"]
     assert b"http://shop.test/c?token=2" in (tmp_path / "mail" / "000002.eml").read_bytes()
@@ -252,3 +257,12 @@ async def test_a_mail_without_a_delivery_row_is_sent_when_its_event_is_offered_a
     assert await conn.fetchval(
         "SELECT delivered_at IS NOT NULL FROM mail_deliveries WHERE event_id = $1", event_id
     )
+
+
+async def test_the_local_sink_keeps_only_its_latest_messages_in_memory(tmp_path: Path) -> None:
+    sink = MailSink(directory=tmp_path / "mail", keep=2)
+    await sink.start()
+    await send_numbered(sink, 3)
+    assert [str(m["To"]) for m in sink.messages] == ["r2@example.com", "r3@example.com"]
+    assert sink.received == 3
+    assert len(list((tmp_path / "mail").iterdir())) == 3

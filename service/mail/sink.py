@@ -7,6 +7,7 @@ import email
 import email.policy
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,13 +20,20 @@ _LINK = re.compile(r"https?://\S+")
 
 class MailSink:
     """Receives mail on loopback. Optionally refuses the first `fail_first` messages
-    with a temporary error, to exercise the mailer's retries."""
+    with a temporary error, to exercise the mailer's retries.
 
-    def __init__(self, directory: Path | None = None, fail_first: int = 0) -> None:
+    Keeps the last `keep` messages in memory for its readers (tests); the directory,
+    when given, gets every one.
+    """
+
+    def __init__(
+        self, directory: Path | None = None, fail_first: int = 0, keep: int = 1000
+    ) -> None:
         self.directory = directory
         self.fail_first = fail_first
-        self._raw: list[bytes] = []
-        self._parsed: list[EmailMessage] = []
+        self.received = 0  # messages accepted so far
+        # Each kept message's bytes, and its parsed form once a reader asked.
+        self._kept: deque[tuple[bytes, list[EmailMessage]]] = deque(maxlen=keep)
         self.refused = 0
         self._server: asyncio.AbstractServer | None = None
         self._sessions: list[SMTP] = []
@@ -39,9 +47,10 @@ class MailSink:
             self.refused += 1
             return "451 4.3.0 Try again later"
         raw: bytes = envelope.original_content or envelope.content  # type: ignore[assignment]
-        self._raw.append(raw)
+        self.received += 1
+        self._kept.append((raw, []))
         if self.directory is not None:
-            (self.directory / f"{len(self._raw):06d}.eml").write_bytes(raw)
+            (self.directory / f"{self.received:06d}.eml").write_bytes(raw)
         # The local sink is a development tool: its links are logged unredacted on
         # purpose (they are how a developer confirms an account without a mailbox).
         if log.isEnabledFor(logging.INFO):
@@ -56,13 +65,14 @@ class MailSink:
 
     @property
     def messages(self) -> list[EmailMessage]:
-        """Every message received so far, parsed (lazily: parsing is for readers, not
+        """The kept messages, oldest first, parsed (lazily: parsing is for readers, not
         for the SMTP conversation)."""
-        for raw in self._raw[len(self._parsed) :]:
-            msg = email.message_from_bytes(raw, policy=email.policy.default)
-            assert isinstance(msg, EmailMessage)
-            self._parsed.append(msg)
-        return list(self._parsed)
+        for raw, parsed in self._kept:
+            if not parsed:
+                msg = email.message_from_bytes(raw, policy=email.policy.default)
+                assert isinstance(msg, EmailMessage)
+                parsed.append(msg)
+        return [parsed[0] for _, parsed in self._kept]
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on host:port (0 picks a free port); returns the port."""
