@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -142,17 +143,42 @@ async def overhearing(database: str) -> AsyncIterator[Overhearing]:
     await conn.close()
 
 
-async def a_process(database: str) -> tuple[asyncpg.Pool, Waker, Listener]:
-    """Another process's pool, waker and listener, its listener trusted to know who
-    else listens (one presence period after connecting)."""
-    pool = await db.create_pool(database, min_size=1, max_size=2)
-    waker = Waker(pool, presence_seconds=PRESENCE)
-    listener = Listener(database, waker)
-    await listener.start()
-    async with asyncio.timeout(10):
-        while not waker.listening:
-            await asyncio.sleep(PRESENCE / 4)
-    return pool, waker, listener
+@dataclass
+class Process:
+    """Another process's pool, waker and listener on the test database."""
+
+    pool: asyncpg.Pool
+    waker: Waker
+    listener: Listener
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            await self.listener.stop()
+            await self.pool.close()
+
+
+@pytest.fixture
+async def processes(database: str) -> AsyncIterator[Callable[[], Awaitable[Process]]]:
+    """Starts processes whose listeners are trusted to know who else listens (one
+    presence period after connecting); stops them all at the end."""
+    made: list[Process] = []
+
+    async def start() -> Process:
+        pool = await db.create_pool(database, min_size=1, max_size=2)
+        waker = Waker(pool, presence_seconds=PRESENCE)
+        process = Process(pool, waker, Listener(database, waker))
+        made.append(process)
+        await process.listener.start()
+        async with asyncio.timeout(10):
+            while not waker.listening:
+                await asyncio.sleep(PRESENCE / 4)
+        return process
+
+    yield start
+    for process in made:
+        await process.stop()
 
 
 async def commit_one(pool: asyncpg.Pool, waker: Waker) -> None:
@@ -162,65 +188,43 @@ async def commit_one(pool: asyncpg.Pool, waker: Waker) -> None:
 
 
 async def test_a_process_that_hears_no_other_listener_sends_no_notify(
-    database: str, overhearing: Overhearing
+    processes: Callable[[], Awaitable[Process]], overhearing: Overhearing
 ) -> None:
-    pool, waker, listener = await a_process(database)
-    try:
-        await commit_one(pool, waker)
-        heard = await overhearing.all_sent_so_far()
-        assert heard and all(p == f"{waker.origin}|{HELLO}" for p in heard)
-    finally:
-        await listener.stop()
-        await pool.close()
+    alone = await processes()
+    await commit_one(alone.pool, alone.waker)
+    heard = await overhearing.all_sent_so_far()
+    assert heard and all(p == f"{alone.waker.origin}|{HELLO}" for p in heard)
 
 
 async def test_a_process_notifies_its_commits_while_another_one_listens(
-    database: str, overhearing: Overhearing
+    processes: Callable[[], Awaitable[Process]], overhearing: Overhearing
 ) -> None:
-    pool, waker, listener = await a_process(database)
-    other_pool, _, other_listener = await a_process(database)
-    try:
-        await commit_one(pool, waker)
-        assert f"{waker.origin}|TestNoted" in await overhearing.all_sent_so_far()
-    finally:
-        await other_listener.stop()
-        await other_pool.close()
-        await listener.stop()
-        await pool.close()
+    first = await processes()
+    await processes()
+    await commit_one(first.pool, first.waker)
+    assert f"{first.waker.origin}|TestNoted" in await overhearing.all_sent_so_far()
 
 
 async def test_a_newcomers_hello_is_answered_with_a_notify_for_every_type(
-    database: str, overhearing: Overhearing
+    processes: Callable[[], Awaitable[Process]], overhearing: Overhearing
 ) -> None:
-    pool, waker, listener = await a_process(database)
-    other_pool, _, other_listener = await a_process(database)
-    try:
-        await waker.close()
-        assert f"{waker.origin}|*" in await overhearing.all_sent_so_far()
-    finally:
-        await other_listener.stop()
-        await other_pool.close()
-        await listener.stop()
-        await pool.close()
+    first = await processes()
+    await processes()
+    await first.waker.close()
+    assert f"{first.waker.origin}|*" in await overhearing.all_sent_so_far()
 
 
 async def test_a_process_goes_silent_once_the_others_stopped_saying_hello(
-    database: str, overhearing: Overhearing
+    processes: Callable[[], Awaitable[Process]], overhearing: Overhearing
 ) -> None:
-    pool, waker, listener = await a_process(database)
-    other_pool, _, other_listener = await a_process(database)
-    await other_listener.stop()
-    await other_pool.close()
-    try:
-        async with asyncio.timeout(10):
-            while waker.heard_from_others():
-                await asyncio.sleep(PRESENCE)
-        overhearing.payloads.clear()
-        await commit_one(pool, waker)
-        assert f"{waker.origin}|TestNoted" not in await overhearing.all_sent_so_far()
-    finally:
-        await listener.stop()
-        await pool.close()
+    first = await processes()
+    await (await processes()).stop()
+    async with asyncio.timeout(10):
+        while first.waker.heard_from_others():
+            await asyncio.sleep(PRESENCE)
+    overhearing.payloads.clear()
+    await commit_one(first.pool, first.waker)
+    assert f"{first.waker.origin}|TestNoted" not in await overhearing.all_sent_so_far()
 
 
 async def test_a_waker_without_a_connected_listener_always_notifies(
