@@ -188,9 +188,9 @@ class Listener:
         origin, _, types = payload.partition("|")
         if origin == self._waker.origin:
             return  # our own commits woke our followers already
-        new = self._waker.heard(origin)
         if types == HELLO:
-            if new:
+            # Only a hello shows a listener: a process may notify without listening.
+            if self._waker.heard(origin):
                 # What we committed before we knew of it was never announced to it.
                 self._waker.poke()
             return

@@ -227,6 +227,16 @@ async def test_a_process_goes_silent_once_the_others_stopped_saying_hello(
     assert f"{first.waker.origin}|TestNoted" not in await overhearing.all_sent_so_far()
 
 
+async def test_commits_announced_by_a_process_that_does_not_listen_do_not_count_as_listening(
+    processes: Callable[[], Awaitable[Process]], pool: asyncpg.Pool, overhearing: Overhearing
+) -> None:
+    alone = await processes()
+    await commit_one(pool, Waker(pool))  # a NOTIFY from a process with no listener
+    await overhearing.all_sent_so_far()  # ...which `alone` has heard by now, too
+    await commit_one(alone.pool, alone.waker)
+    assert f"{alone.waker.origin}|TestNoted" not in await overhearing.all_sent_so_far()
+
+
 async def test_a_waker_without_a_connected_listener_always_notifies(
     database: str, pool: asyncpg.Pool, overhearing: Overhearing
 ) -> None:
