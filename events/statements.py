@@ -22,14 +22,18 @@ from typing import Any
 # retry, in a new transaction, gets a higher id. (When the append is the
 # transaction's first write, its id is assigned only now, after the head it
 # builds on committed, so it is always higher.)
-def _guards(stream: str, expected: str, sealed_with: str) -> str:
+def _guards(expected: str, key_check: str) -> str:
     return f"""
 WHERE ({expected} IS NULL OR head.current = {expected})
-  AND ({sealed_with} IS NULL OR EXISTS (
-        SELECT 1 FROM data_keys k WHERE k.stream_id = {stream} AND k.wrapped_key = {sealed_with}))
+  AND {key_check}
   AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
        OR pg_current_xact_id_if_assigned() >= head.writer)
 """
+
+
+def _key_is_live(stream: str, sealed_with: str) -> str:
+    return f"""({sealed_with} IS NULL OR EXISTS (
+        SELECT 1 FROM data_keys k WHERE k.stream_id = {stream} AND k.wrapped_key = {sealed_with}))"""
 
 
 def _head(stream: str) -> str:
@@ -42,7 +46,7 @@ def _head(stream: str) -> str:
 ) AS head"""
 
 
-GUARDS = _guards("$1", "$2::int", "$8::bytea")
+GUARDS = _guards("$2::int", _key_is_live("$1", "$8::bytea"))
 HEAD = _head("$1")
 INSERT = "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
 RETURNING = "RETURNING position, transaction_id, version, event_id, recorded_at"
@@ -70,20 +74,25 @@ FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[
         WITH ORDINALITY AS r(stream_id, expected, event_id, event_type, schema_version, payload,
                              metadata, sealed_with, ord)
 CROSS JOIN LATERAL {_head("r.stream_id")}
-{_guards("r.stream_id", "r.expected", "r.sealed_with")}
+{_guards("r.expected", _key_is_live("r.stream_id", "r.sealed_with"))}
 ORDER BY r.ord
 {RETURNING}
 """
 
+
 # The same for the common single event, without arrays: measurably cheaper on
 # both sides (no unnest and sort in the server, no array encoding in the client).
-APPEND_ONE = f"""
+def _append_one(guards: str) -> str:
+    return f"""
 {INSERT}
 SELECT $1, head.current + 1, $3::uuid, $4::text, $5::int, $6::jsonb, $7
 FROM {HEAD}
-{GUARDS}
+{guards}
 {RETURNING}
 """
+
+
+APPEND_ONE = _append_one(GUARDS)
 
 # APPEND_ONE for a stream's first event that also creates the stream's data key ($8,
 # the wrapped key the payload was sealed with): the key is valid only if this very
@@ -94,16 +103,7 @@ _NEW_KEY = """new_key AS (
     INSERT INTO data_keys (stream_id, wrapped_key) SELECT $1, $8::bytea WHERE $8 IS NOT NULL
     ON CONFLICT (stream_id) DO NOTHING RETURNING 1
 ), """
-APPEND_ONE_NEW_KEY = f"""
-{INSERT}
-SELECT $1, head.current + 1, $3::uuid, $4::text, $5::int, $6::jsonb, $7
-FROM {HEAD}
-WHERE ($2::int IS NULL OR head.current = $2::int)
-  AND EXISTS (SELECT 1 FROM new_key)
-  AND (head.writer IS NULL OR pg_current_xact_id_if_assigned() IS NULL
-       OR pg_current_xact_id_if_assigned() >= head.writer)
-{RETURNING}
-"""
+APPEND_ONE_NEW_KEY = _append_one(_guards("$2::int", "EXISTS (SELECT 1 FROM new_key)"))
 
 # An append and the statements of its inline projection, as ONE statement: run
 # outside a transaction it is its own (implicit) one, so a command costs one round

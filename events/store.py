@@ -302,9 +302,7 @@ class EventStore(LogReader):
         # A new stream's data key goes in the same statement (one round trip and one
         # commit less, and no key left behind when the statement fails).
         new_key = (
-            expected == 0
-            and not self.keys.cached(stream_id)
-            and any(payload.get(k) is not None for k in new.event.personal)
+            expected == 0 and not self.keys.cached(stream_id) and bool(_personal(new, payload))
         )
         composed = sql.compose_one(statements, NOW, new_key)
         if composed is None:
@@ -441,8 +439,7 @@ class EventStore(LogReader):
         stored: list[Payload] = []
         key: tuple[bytes, bytes] | None = None
         for new, payload in zip(events, payloads, strict=True):
-            personal = {k: payload[k] for k in new.event.personal if payload.get(k) is not None}
-            if not personal:
+            if not _personal(new, payload):
                 stored.append(payload)
                 continue
             if key is None and new_key:
@@ -459,6 +456,11 @@ class EventStore(LogReader):
     async def erase(self, conn: asyncpg.Connection, stream_id: str) -> None:
         """Destroy the stream's data key: its personal fields become unreadable for good."""
         await self.keys.erase(conn, stream_id)
+
+
+def _personal(new: NewEvent, payload: Payload) -> list[str]:
+    """The event's personal fields that hold a value (only those need a data key)."""
+    return [k for k in new.event.personal if payload.get(k) is not None]
 
 
 def _recorded(

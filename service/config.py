@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class OAuthClient:
     """An internal client allowed the client-credentials grant."""
@@ -46,7 +50,7 @@ class Settings:
     # OWASP's argon2id floor: 19 MiB, 2 passes, 1 lane. Tests lower it for speed.
     argon2_memory_kib: int = 19456
     argon2_time_cost: int = 2
-    hash_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    hash_workers: int = field(default_factory=_cores)
     db_pool_min: int = 2
     db_pool_max: int = 20
     subscriber_poll_seconds: float = 2.0
@@ -103,7 +107,7 @@ class Settings:
             log_level=(get("LOG_LEVEL") or cls.log_level).upper(),
             argon2_memory_kib=integer("ARGON2_MEMORY_KIB", cls.argon2_memory_kib),
             argon2_time_cost=integer("ARGON2_TIME_COST", cls.argon2_time_cost),
-            hash_workers=integer("HASH_WORKERS", os.cpu_count() or 1),
+            hash_workers=integer("HASH_WORKERS", _cores()),
             db_pool_max=integer("DB_POOL_MAX", cls.db_pool_max),
             mail_batch_seconds=float(get("MAIL_BATCH_SECONDS") or cls.mail_batch_seconds),
         )
