@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -42,10 +43,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from bench import _documents as docs
+from bench._http import Connection
 from bench._relay import Relay
 from service.auth.passwords import PasswordHasher
 from service.config import Settings
@@ -53,6 +56,7 @@ from service.mail.sink import links_in
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Bench-Password-1"
+JSONAPI = "application/vnd.api+json"
 RATIO_TARGET = 0.9
 P99_TARGET_MS = 50.0
 
@@ -183,7 +187,7 @@ async def _raw_hash_window(settings: Settings, seconds: float) -> int:
             count += 1
 
     try:
-        await asyncio.gather(*(work() for _ in range(settings.hash_workers)))
+        await asyncio.gather(*(work() for _ in range(hasher.capacity)))
     finally:
         hasher.close()
     return count
@@ -202,18 +206,20 @@ async def _probe(
         await asyncio.sleep(0.02)
 
 
-async def _register_until(
-    session: aiohttp.ClientSession, base: str, until: float, tally: Tally, counter: str
-) -> None:
+async def _register_until(base: str, until: float, tally: Tally, counter: str) -> None:
     """Register customers until `until`, counting each 201 in `tally.<counter>`."""
-    while time.perf_counter() < until:
-        body = docs.registration(docs.unique_email(), PASSWORD)
-        async with session.post(f"{base}/customers", json=body) as resp:
-            await resp.read()
-            if resp.status == 201:
+    url = urlsplit(base)
+    conn = Connection(url.hostname or "127.0.0.1", url.port or 80)
+    try:
+        while time.perf_counter() < until:
+            body = json.dumps(docs.registration(docs.unique_email(), PASSWORD)).encode()
+            status = await conn.request("POST", "/customers", body, JSONAPI)
+            if status == 201:
                 setattr(tally, counter, getattr(tally, counter) + 1)
             else:
-                tally.failed[resp.status] = tally.failed.get(resp.status, 0) + 1
+                tally.failed[status] = tally.failed.get(status, 0) + 1
+    finally:
+        conn.close()
 
 
 async def _load_window(
@@ -228,7 +234,7 @@ async def _load_window(
     """`clients` registering for `seconds` (plus the probe, when given); real seconds taken."""
     started = time.perf_counter()
     until = started + seconds
-    work = [_register_until(session, base, until, tally, counter) for _ in range(clients)]
+    work = [_register_until(base, until, tally, counter) for _ in range(clients)]
     if probe is not None:
         work.append(_probe(session, probe[0], probe[1], until, tally.get_ms))
     await asyncio.gather(*work)

@@ -65,3 +65,29 @@ async def test_hashing_threads_run_at_a_lower_priority_than_the_loop(
     assert workers
     for tid in workers:
         assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, own + HASH_THREAD_NICENESS)
+
+
+async def test_a_thread_goes_on_to_the_next_queued_hash_without_the_event_loop() -> None:
+    hasher = PasswordHasher(memory_kib=4096, time_cost=1, workers=1)
+    ran: list[str] = []
+    inner = hasher._ph
+
+    class Recording:
+        def hash(self, password: str) -> str:
+            ran.append(password)
+            return inner.hash(password)
+
+    hasher._ph = Recording()  # type: ignore[assignment]
+    try:
+        burst = [asyncio.ensure_future(hasher.hash(f"Secret{i}!")) for i in range(3)]
+        await asyncio.sleep(0)  # each hash asked for its slot
+        behind = threading.Event()
+        hasher._pool.submit(behind.set)
+        # The loop is blocked until the thread reaches what was queued behind the
+        # burst: only hashes handed over before it can have run meanwhile.
+        assert behind.wait(timeout=60)
+        assert ran == ["Secret0!", "Secret1!"]
+        await asyncio.gather(*burst)
+        assert ran == ["Secret0!", "Secret1!", "Secret2!"]
+    finally:
+        hasher.close()

@@ -38,8 +38,11 @@ class PasswordHasher:
             max_workers=max(1, workers), thread_name_prefix="argon2", initializer=_lower_priority
         )
         # Hashes wait here, not in the executor, so a burst cannot pile up work
-        # that keeps running after its requests were abandoned.
-        self._slots = asyncio.Semaphore(max(1, workers))
+        # that keeps running after its requests were abandoned. One hash waits in
+        # the executor behind each running one: a thread that finishes starts the
+        # next at once instead of idling until the busy loop hands it over.
+        self.capacity = 2 * max(1, workers)
+        self._slots = asyncio.Semaphore(self.capacity)
         self._dummy = self._ph.hash("not a real password: equalises timing")
 
     async def hash(self, password: str) -> str:
