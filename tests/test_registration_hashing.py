@@ -67,8 +67,8 @@ async def test_hashing_threads_run_at_a_lower_priority_than_the_loop(
         assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, own + HASH_THREAD_NICENESS)
 
 
-async def test_a_thread_goes_on_to_the_next_queued_hash_without_the_event_loop() -> None:
-    hasher = PasswordHasher(memory_kib=4096, time_cost=1, workers=1)
+def _record_hashes(hasher: PasswordHasher) -> list[str]:
+    """The passwords the hasher's threads hash from now on, in the order they start."""
     ran: list[str] = []
     inner = hasher._ph
 
@@ -78,6 +78,12 @@ async def test_a_thread_goes_on_to_the_next_queued_hash_without_the_event_loop()
             return inner.hash(password)
 
     hasher._ph = Recording()  # type: ignore[assignment]
+    return ran
+
+
+async def test_a_thread_goes_on_to_the_next_queued_hash_without_the_event_loop() -> None:
+    hasher = PasswordHasher(memory_kib=4096, time_cost=1, workers=1)
+    ran = _record_hashes(hasher)
     try:
         burst = [asyncio.ensure_future(hasher.hash(f"Secret{i}!")) for i in range(3)]
         await asyncio.sleep(0)  # each hash asked for its slot
@@ -90,4 +96,22 @@ async def test_a_thread_goes_on_to_the_next_queued_hash_without_the_event_loop()
         await asyncio.gather(*burst)
         assert ran == ["Secret0!", "Secret1!", "Secret2!"]
     finally:
+        hasher.close()
+
+
+async def test_a_queued_hash_whose_request_was_abandoned_never_runs() -> None:
+    hasher = PasswordHasher(memory_kib=4096, time_cost=1, workers=1)
+    ran = _record_hashes(hasher)
+    release = threading.Event()
+    hasher._pool.submit(release.wait, 60)  # holds the only thread
+    try:
+        burst = [asyncio.ensure_future(hasher.hash(f"Secret{i}!")) for i in range(3)]
+        await asyncio.sleep(0)  # two handed to the executor, the third waits for a slot
+        burst[1].cancel()  # its client went away while its hash was queued
+        release.set()
+        await asyncio.gather(burst[0], burst[2])
+        assert burst[1].cancelled()
+        assert ran == ["Secret0!", "Secret2!"]
+    finally:
+        release.set()
         hasher.close()
