@@ -7,17 +7,19 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from events.customer import CustomerCreated, customer_stream
+from events.customer import CustomerCreated, CustomerUpdated, customer_stream
 from events.store import EventStore
 from events.types import NewEvent
+from service.clock import Clock
 from service.config import Settings
-from service.typedefs import STORE, TOKENS
+from service.typedefs import SETTINGS, STORE, TOKENS
 from tests.conftest import Customer, bearer
 
 FEED = "/event-feed"
@@ -194,3 +196,45 @@ async def test_stream_with_a_bad_last_event_id_is_400(client: TestClient) -> Non
     resp = await client.get(FEED, headers=SSE | reader(client) | {"Last-Event-ID": "nope"})
 
     assert resp.status == 400
+
+
+async def _expire_while_streaming(
+    client: TestClient, clock: Clock
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Open a stream of a new customer, let the token expire, then rename the customer:
+    (the frame seen before, every frame after it until the stream ended)."""
+    store = client.app[STORE]
+    stream = await created(store)
+    resp = await client.get(FEED, params={"filter[stream]": stream}, headers=SSE | reader(client))
+    (before,) = await events(resp, 1)
+    clock.advance(timedelta(seconds=client.app[SETTINGS].access_token_ttl + 1))
+    renamed = CustomerUpdated(changed=["first_name"], first_name="Grace")
+    await store.append(stream, [NewEvent(renamed)], 1, {"actor": "system"})
+    async with asyncio.timeout(30):  # the stream ends by itself
+        rest = [frame async for frame in frames(resp)]
+    return before, rest
+
+
+async def test_stream_ends_when_its_access_token_expires_and_sends_nothing_after(
+    client: TestClient, clock: Clock
+) -> None:
+    _, rest = await _expire_while_streaming(client, clock)
+
+    assert [f for f in rest if "id" in f] == []
+    assert rest[-1] == {"comment": "access token expired"}
+
+
+async def test_a_fresh_token_resumes_an_expired_stream_without_losing_an_event(
+    client: TestClient, clock: Clock
+) -> None:
+    before, _ = await _expire_while_streaming(client, clock)
+
+    again = await client.get(
+        FEED,
+        params={"filter[stream]": json.loads(before["data"])["attributes"]["stream"]},
+        headers=SSE | reader(client) | {"Last-Event-ID": before["id"]},
+    )
+    (after,) = await events(again, 1)
+    again.close()
+
+    assert after["event"] == "CustomerUpdated"

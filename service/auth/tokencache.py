@@ -16,9 +16,7 @@ learn of the change when the notification reaches them: milliseconds after the c
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,19 +41,13 @@ _PENDING_TTL = 60.0
 Inline = Callable[[asyncpg.Connection, Sequence[Any]], Awaitable[None]]
 
 
-def _expiry(token: str) -> float:
-    payload = token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return float(claims["exp"])
-
-
 class TokenCache:
     """Verified tokens and customer token generations, per process."""
 
     def __init__(self, tokens: TokenService, clock: Clock) -> None:
         self._tokens = tokens
         self._clock = clock
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, Principal] = {}
         self._generations: dict[str, tuple[int, float]] = {}
         self._pending: dict[str, float] = {}
         self._epoch = 0
@@ -63,15 +55,13 @@ class TokenCache:
 
     def verify(self, token: str) -> Principal:
         """The token's principal; InvalidToken when forged, malformed or expired."""
-        hit = self._verified.get(token)
-        if hit is None:
+        principal = self._verified.get(token)
+        if principal is None:
             principal = self._tokens.verify(token)  # raises InvalidToken
-            hit = (principal, _expiry(token))
             if len(self._verified) >= _MAX_TOKENS:
                 self._verified.pop(next(iter(self._verified)))
-            self._verified[token] = hit
-        principal, exp = hit
-        if exp <= self._clock.now().timestamp():
+            self._verified[token] = principal
+        if principal.expires_at <= self._clock.now().timestamp():
             self._verified.pop(token, None)
             raise InvalidToken("expired")
         return principal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +33,9 @@ class Principal:
     scopes: frozenset[str]
     generation: int = 0
     token_id: str = ""
+    # When the token expires (seconds since the epoch): a long-lived response, such
+    # as a feed stream, ends there.
+    expires_at: float = math.inf
 
     @property
     def customer_reference(self) -> str | None:
@@ -117,12 +121,21 @@ class TokenService:
         scopes = frozenset(str(claims["scope"]).split())
         if "client_id" in claims:
             return Principal(
-                "client", str(claims["client_id"]), scopes, token_id=str(claims.get("jti"))
+                "client",
+                str(claims["client_id"]),
+                scopes,
+                token_id=str(claims.get("jti")),
+                expires_at=float(exp),
             )
         if CUSTOMER_SCOPE not in scopes or not isinstance(claims.get("gen"), int):
             raise InvalidToken("not a customer token")
         return Principal(
-            "customer", str(claims["sub"]), scopes, int(claims["gen"]), str(claims.get("jti"))
+            "customer",
+            str(claims["sub"]),
+            scopes,
+            int(claims["gen"]),
+            str(claims.get("jti")),
+            float(exp),
         )
 
     def jwks(self) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from service.endpoint import endpoint
 from service.errors import PAGINATION_INVALID, GlueError
 from service.event_view import event_item
 from service.jsonapi import base_url, dumps, respond
-from service.typedefs import FEED_CLOSING, REQUEST_ID, SETTINGS, STORE
+from service.middlewares import principal_of
+from service.typedefs import CLOCK, FEED_CLOSING, REQUEST_ID, SETTINGS, STORE
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -116,17 +117,24 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _frames(request: web.Request, query: FeedQuery) -> AsyncIterator[bytes]:
-    """Events as SSE frames, then heartbeats while idle; bounded batches, no buffering."""
+    """Events as SSE frames, then heartbeats while idle; bounded batches, no buffering.
+    Ends when the access token expires: the client reconnects with a fresh one."""
     app = request.app
     store = app[STORE]
     settings = app[SETTINGS]
     closing = app[FEED_CLOSING]
+    clock = app[CLOCK]
+    expires_at = principal_of(request).expires_at
     loop = asyncio.get_running_loop()
     woken = store.waker.waiter() if store.waker is not None else asyncio.Event()
     after = query.after
     beat_at = loop.time() + settings.feed_heartbeat_seconds
     try:
         while not closing.is_set():
+            valid_for = expires_at - clock.now().timestamp()
+            if valid_for <= 0:
+                yield b": access token expired\n\n"
+                return
             woken.clear()  # cleared before reading: a commit after the read wakes us again
             events = await store.read_all(
                 after=after, limit=query.limit, types=query.types, stream_id=query.stream
@@ -141,7 +149,7 @@ async def _frames(request: web.Request, query: FeedQuery) -> AsyncIterator[bytes
                 beat_at = loop.time() + settings.feed_heartbeat_seconds
                 if len(events) == query.limit:
                     continue  # more is waiting
-            wait = min(settings.subscriber_poll_seconds, beat_at - loop.time())
+            wait = min(settings.subscriber_poll_seconds, beat_at - loop.time(), valid_for)
             await _first_of(woken, closing, timeout=max(wait, 0.0))
             if loop.time() >= beat_at:
                 yield b": heartbeat\n\n"
