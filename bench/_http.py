@@ -80,7 +80,11 @@ class Connection:
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        status, _ = await answer
+        try:
+            status, _ = await answer
+        except BaseException:
+            self.close()  # a half-read answer would be taken for the next one's
+            raise
         return status
 
     def close(self) -> None:

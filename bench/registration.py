@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bench import _documents as docs
-from bench._http import Connection
+from bench._http import Connection, ProtocolError
 from bench._relay import Relay
 from service.auth.passwords import PasswordHasher
 from service.config import Settings
@@ -213,7 +213,10 @@ async def _register_until(base: str, until: float, tally: Tally, counter: str) -
     try:
         while time.perf_counter() < until:
             body = json.dumps(docs.registration(docs.unique_email(), PASSWORD)).encode()
-            status = await conn.request("POST", "/customers", body, JSONAPI)
+            try:
+                status = await conn.request("POST", "/customers", body, JSONAPI)
+            except (OSError, ProtocolError):
+                status = 0  # counted below; the next request opens a new connection
             if status == 201:
                 setattr(tally, counter, getattr(tally, counter) + 1)
             else:
