@@ -375,6 +375,7 @@ def main(argv: list[str]) -> None:
         f"floor (bench/baseline.py):   {floor:7.1f} /s  = {floor / raw if raw else 0:.2f} x raw "
         f"(hash + INSERT + UPSERT, no mail: what this machine allows any service)"
     )
+    print(f"service / floor:             {rate / floor if floor else 0:7.2f}")
     print(
         f"GET /customers/{{ref}} idle:   p50 {statistics.median(tally.idle_get_ms):6.1f} ms  "
         f"p99 {_percentile(tally.idle_get_ms, 99):6.1f} ms  (n={len(tally.idle_get_ms)})"
