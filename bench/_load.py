@@ -18,8 +18,7 @@ from typing import Any
 import aiohttp
 
 from bench import _documents as docs
-
-JSONAPI = "application/vnd.api+json"
+from service.jsonapi import CONTENT_TYPE
 
 
 def _request(scenario: str, url: str, customer: dict[str, Any], n: int) -> tuple[str, str, Any]:
@@ -69,7 +68,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             method, target, (headers, body) = _request(scenario, url, customer, n)
             started = time.perf_counter()
             async with session.request(
-                method, target, headers={**headers, "Content-Type": JSONAPI}, json=body
+                method, target, headers={**headers, "Content-Type": CONTENT_TYPE}, json=body
             ) as resp:
                 await resp.read()
             latencies.append(time.perf_counter() - started)

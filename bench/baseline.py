@@ -23,6 +23,7 @@ from service.auth.passwords import PasswordHasher
 from service.auth.tokens import InvalidToken, TokenService
 from service.clock import Clock
 from service.config import Settings
+from service.jsonapi import CONTENT_TYPE
 
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
@@ -36,12 +37,11 @@ CREATE TABLE IF NOT EXISTS baseline_profiles (
     ref text PRIMARY KEY, email text NOT NULL, first_name text, password_hash text,
     updated_at timestamptz NOT NULL DEFAULT now());
 """
-JSONAPI = "application/vnd.api+json"
 
 
 def _json(doc: object, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(doc, separators=(",", ":")), status=status, content_type=JSONAPI
+        text=json.dumps(doc, separators=(",", ":")), status=status, content_type=CONTENT_TYPE
     )
 
 

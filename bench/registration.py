@@ -52,11 +52,11 @@ from bench._http import Connection, ProtocolError
 from bench._relay import Relay
 from service.auth.passwords import PasswordHasher
 from service.config import Settings
+from service.jsonapi import CONTENT_TYPE
 from service.mail.sink import links_in
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Bench-Password-1"
-JSONAPI = "application/vnd.api+json"
 RATIO_TARGET = 0.9
 P99_TARGET_MS = 50.0
 
@@ -214,7 +214,7 @@ async def _register_until(base: str, until: float, tally: Tally, counter: str) -
         while time.perf_counter() < until:
             body = json.dumps(docs.registration(docs.unique_email(), PASSWORD)).encode()
             try:
-                status = await conn.request("POST", "/customers", body, JSONAPI)
+                status = await conn.request("POST", "/customers", body, CONTENT_TYPE)
             except (OSError, ProtocolError):
                 status = 0  # counted below; the next request opens a new connection
             if status == 201:
