@@ -47,17 +47,21 @@ class _Reader(asyncio.Protocol):
             return
         head = bytes(self._buffer[:head_end]).lower()
         at = head.find(_LENGTH)
-        if not head.startswith(b"http/1.1 ") or at < 0:
+        line_end = head.find(b"\r\n", at + 2)
+        try:
+            if not head.startswith(b"http/1.1 ") or at < 0:
+                raise ValueError("no HTTP/1.1 status line or no Content-Length")
+            status = int(head[9:12])
+            length = int(head[at + len(_LENGTH) : line_end if line_end > 0 else None])
+        except ValueError:
             self._waiter.set_exception(ProtocolError(head[:200].decode(errors="replace")))
             return
-        line_end = head.find(b"\r\n", at + 2)
-        length = int(head[at + len(_LENGTH) : line_end if line_end > 0 else None])
         body_start = head_end + len(_HEAD_END)
         if len(self._buffer) < body_start + length:
             return
         body = bytes(self._buffer[body_start : body_start + length])
         del self._buffer[: body_start + length]
-        self._waiter.set_result((int(head[9:12]), body))
+        self._waiter.set_result((status, body))
 
 
 class Connection:
