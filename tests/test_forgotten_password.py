@@ -125,3 +125,48 @@ async def test_a_missing_email_is_a_validation_error(client: TestClient) -> None
     )
     assert resp.status == 422
     assert (await resp.json())["errors"][0]["detail"] == "email => This field is missing."
+
+
+async def reset_events(app: web.Application, customer: Customer) -> int:
+    events = await app[STORE].read_stream(customer_stream(customer.reference))
+    return sum(e.event_type == "CustomerPasswordResetRequested" for e in events)
+
+
+async def test_a_fourth_request_within_the_hour_answers_204_but_mails_nothing(
+    app: web.Application, client: TestClient, smtp: MailSink, customer: Customer
+) -> None:
+    statuses = [(await forgot(client, customer.email)).status for _ in range(4)]
+    await settle(app)
+    assert statuses == [204] * 4
+    assert len(restore_mails(smtp, customer.email)) == 3
+    assert await reset_events(app, customer) == 3
+
+
+async def test_the_mail_cap_lifts_an_hour_after_the_requests(
+    app: web.Application, client: TestClient, smtp: MailSink, customer: Customer, clock: Clock
+) -> None:
+    for _ in range(3):
+        await forgot(client, customer.email)
+    await settle(app)
+    clock.advance(timedelta(minutes=61))
+    await forgot(client, customer.email)
+    await settle(app)
+    assert len(restore_mails(smtp, customer.email)) == 4
+
+
+async def test_restoring_the_password_lifts_the_mail_cap(
+    app: web.Application, client: TestClient, smtp: MailSink, customer: Customer
+) -> None:
+    for _ in range(3):
+        await forgot(client, customer.email)
+    await settle(app)
+    key = token_from_link(links_in(restore_mails(smtp, customer.email)[0])[0])
+    attrs = {"restorePasswordKey": key, "password": "Restored-1", "confirmPassword": "Restored-1"}
+    resp = await client.patch(
+        "/customer-restore-password/mine",
+        json={"data": {"type": "customer-restore-password", "attributes": attrs}},
+    )
+    assert resp.status == 204
+    await forgot(client, customer.email)
+    await settle(app)
+    assert len(restore_mails(smtp, customer.email)) == 4

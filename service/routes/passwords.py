@@ -38,6 +38,19 @@ from service.schemas.passwords import (
 from service.typedefs import BACKGROUND, BODY, CLOCK, HASHER, ONETIME, POOL, STORE
 
 RESTORE_KEY_TTL = timedelta(hours=2)
+# Restore mails one customer gets per window. The answer stays 204 either way, but
+# without a cap anyone could flood a stranger's mailbox (and the shop's sending
+# reputation) by posting their address in a loop.
+RESTORE_MAILS_PER_WINDOW = 3
+RESTORE_MAIL_WINDOW = timedelta(hours=1)
+
+
+def restore_mails_left(state: CustomerState, now: datetime) -> bool:
+    """Whether the customer may get another restore mail now; counted from the log, so
+    every process (and a replay) decides alike."""
+    since = now - RESTORE_MAIL_WINDOW + RESTORE_KEY_TTL  # keys record expiry, not request
+    recent = sum(1 for expires_at in state.reset_keys.values() if expires_at > since)
+    return recent < RESTORE_MAILS_PER_WINDOW
 
 
 def _revoke_refresh_tokens(reference: str, now: datetime) -> AfterAppend:
@@ -135,10 +148,11 @@ async def request_restore(app: web.Application, email: str, metadata: dict[str, 
     event_id = uuid.uuid4()
     # Only the hash is recorded; the mailer re-derives the key from the event id.
     hashed = key_hash(app[ONETIME].key(RESTORE, event_id))
-    expires_at = app[CLOCK].now() + RESTORE_KEY_TTL
+    now = app[CLOCK].now()
+    expires_at = now + RESTORE_KEY_TTL
 
     def decide(state: CustomerState) -> Sequence[NewEvent]:
-        if not state.exists or not state.confirmed:
+        if not state.exists or not state.confirmed or not restore_mails_left(state, now):
             return []
         event = CustomerPasswordResetRequested(key_hash=hashed, expires_at=expires_at.isoformat())
         return [NewEvent(event, event_id)]
