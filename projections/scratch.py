@@ -27,7 +27,9 @@ async def create(conn: asyncpg.Connection, scratch: str, live: str, tables: Sequ
 
     Indexes and key constraints are recreated under their live names, so after a
     swap the tables look exactly as schema.sql made them (and its
-    `CREATE INDEX IF NOT EXISTS` finds them).
+    `CREATE INDEX IF NOT EXISTS` finds them). Privileges granted on a live table
+    are granted on its twin too: a reporting role that reads the read models keeps
+    reading them after a replay.
     """
     await conn.execute(
         f"DROP SCHEMA IF EXISTS {ident(scratch)} CASCADE; CREATE SCHEMA {ident(scratch)}"
@@ -61,6 +63,22 @@ async def create(conn: asyncpg.Connection, scratch: str, live: str, tables: Sequ
             if on_live not in definition:
                 raise RuntimeError(f"cannot retarget index definition: {definition}")
             await conn.execute(definition.replace(on_live, f" ON {target} USING ", 1))
+        await _copy_grants(conn, source, target)
+
+
+async def _copy_grants(conn: asyncpg.Connection, source: str, target: str) -> None:
+    grants = await conn.fetch(
+        """SELECT a.privilege_type, a.is_grantable,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                       ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee
+           FROM pg_class c, aclexplode(c.relacl) a
+           WHERE c.oid = $1::regclass AND a.grantee <> c.relowner
+           ORDER BY 3, 1""",
+        source,
+    )
+    for g in grants:
+        option = " WITH GRANT OPTION" if g["is_grantable"] else ""
+        await conn.execute(f"GRANT {g['privilege_type']} ON {target} TO {g['grantee']}{option}")
 
 
 async def drop(conn: asyncpg.Connection, schema: str) -> None:

@@ -320,3 +320,29 @@ async def test_replay_while_writers_append_then_verify_passes(
     live = {r[0] for r in await conn.fetch("SELECT customer_reference FROM customers")}
     assert set(refs) <= live
     assert await rebuild(store, database).verify() == []
+
+
+async def test_replay_keeps_the_privileges_granted_on_read_models(
+    store: EventStore, database: str, conn: asyncpg.Connection
+) -> None:
+    # Roles are the cluster's, not the database's: a unique one, dropped afterwards.
+    role = f"glue_reader_{uuid.uuid4().hex[:12]}"
+    await conn.execute(f"CREATE ROLE {role}")
+    try:
+        await conn.execute(f"GRANT SELECT ON customers TO {role}")
+        await conn.execute(f"GRANT SELECT, INSERT ON addresses TO {role} WITH GRANT OPTION")
+        query = """SELECT c.relname, a.privilege_type, a.is_grantable
+                   FROM pg_class c, aclexplode(c.relacl) a
+                   WHERE c.oid = ANY($1::regclass[]) AND a.grantee = $2::regrole
+                   ORDER BY 1, 2"""
+        names = list(inline_projections.tables)
+        before = await conn.fetch(query, names, role)
+
+        await rebuild(store, database).replay()
+
+        after = await conn.fetch(query, names, role)
+        assert len(before) == 3
+        assert after == before
+    finally:
+        await conn.execute(f"DROP OWNED BY {role}")
+        await conn.execute(f"DROP ROLE {role}")
