@@ -22,6 +22,7 @@ from service.errors import (
     MISSING_ACCESS_TOKEN,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    POST_DATA_INVALID,
     REQUEST_TIMEOUT,
     SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
@@ -172,15 +173,7 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
     if spec.body_type is not None:
         if request.content_type not in BODY_TYPES:
             raise GlueError(UNSUPPORTED_MEDIA_TYPE)
-        if request.content.is_eof():
-            raw = await request.read()  # it all came with the headers: nothing to wait for
-        else:
-            try:
-                async with asyncio.timeout(request.app[SETTINGS].body_read_seconds):
-                    raw = await request.read()
-            except TimeoutError:
-                raise GlueError(REQUEST_TIMEOUT, headers={"Connection": "close"}) from None
-        request[BODY] = parse_body(raw, spec.body_type)
+        request[BODY] = parse_body(await _read_body(request), spec.body_type)
     if spec.missing_id is not None:
         raise GlueError(spec.missing_id)
     principal = await _authenticate(request) if spec.bearer else None
@@ -199,6 +192,19 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise GlueError(UNAUTHORIZED)
     request[PRINCIPAL] = principal
     return await handler(request)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        if request.content.is_eof():
+            return await request.read()  # it all came with the headers: nothing to wait for
+        async with asyncio.timeout(request.app[SETTINGS].body_read_seconds):
+            return await request.read()
+    except TimeoutError:
+        raise GlueError(REQUEST_TIMEOUT, headers={"Connection": "close"}) from None
+    except web.RequestPayloadError:
+        # The body does not decode by its Content-Encoding (e.g. a broken gzip stream).
+        raise GlueError(POST_DATA_INVALID) from None
 
 
 async def _authenticate(request: web.Request) -> Principal | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import io
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -152,3 +154,48 @@ async def test_a_nul_character_in_a_stored_attribute_is_a_client_error(
     assert await resp.json() == {
         "errors": [{"status": 400, "detail": "The request holds characters that cannot be stored."}]
     }
+
+
+def _encoded_post(encoding: bytes, body: bytes) -> bytes:
+    return (
+        b"POST /customers HTTP/1.1\r\nHost: glue.test\r\nConnection: close\r\n"
+        b"Content-Type: application/vnd.api+json\r\nContent-Encoding: " + encoding + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+async def test_a_body_that_is_not_the_gzip_it_claims_is_invalid_post_data(served: int) -> None:
+    answer = await _raw(served, _encoded_post(b"gzip", b"{}"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"X-Request-Id" in head
+    assert json.loads(body) == {"errors": [{"status": 400, "detail": "Post data is invalid."}]}
+
+
+@pytest.mark.parametrize("encoding", [b"deflate", b"br"])
+async def test_a_body_the_http_parser_cannot_decode_is_a_bad_request(
+    served: int, encoding: bytes
+) -> None:
+    # The parser refuses these before any route runs: a plain 400, never a 500.
+    answer = await _raw(served, _encoded_post(encoding, b"{}"))
+    assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"400"
+
+
+async def test_a_gzip_body_is_decoded_before_it_is_read(client: TestClient) -> None:
+    resp = await client.post(
+        "/customers",
+        data=gzip.compress(json.dumps(registration()).encode()),
+        headers={"Content-Type": "application/vnd.api+json", "Content-Encoding": "gzip"},
+    )
+    assert resp.status == 201
+
+
+async def test_a_gzip_body_over_one_mebibyte_once_decoded_is_refused(client: TestClient) -> None:
+    bomb = gzip.compress(b'{"data":"' + b"0" * (8 * 1024 * 1024) + b'"}')
+    assert len(bomb) < 64 * 1024
+    resp = await client.post(
+        "/customers",
+        data=bomb,
+        headers={"Content-Type": "application/vnd.api+json", "Content-Encoding": "gzip"},
+    )
+    assert resp.status == 413
