@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS mail_deliveries (
     attempts      integer NOT NULL DEFAULT 0,
     delivered_at  timestamptz
 );
+-- Version 2: a mail the relay refused for good is given up, and why is kept here.
+ALTER TABLE mail_deliveries ADD COLUMN IF NOT EXISTS failed_at timestamptz;
+ALTER TABLE mail_deliveries ADD COLUMN IF NOT EXISTS failure text;
 
 CREATE SEQUENCE IF NOT EXISTS customer_reference_seq;
 
@@ -166,4 +169,4 @@ CREATE TABLE IF NOT EXISTS login_failures (
 );
 CREATE INDEX IF NOT EXISTS login_failures_subject ON login_failures (subject, failed_at);
 
-INSERT INTO schema_migrations (version) VALUES (1) ON CONFLICT DO NOTHING;
+INSERT INTO schema_migrations (version) VALUES (1), (2) ON CONFLICT DO NOTHING;

@@ -9,7 +9,7 @@ import asyncpg
 from events import jsoncodec
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -50,6 +50,12 @@ class Metrics:
         self.mail_failures = Counter(
             "glue_mail_failures_total", "Failed mail delivery attempts.", registry=r
         )
+        self.mail_undeliverable = Counter(
+            "glue_mail_undeliverable_total",
+            "Mails given up after a permanent refusal, by kind.",
+            ["kind"],
+            registry=r,
+        )
         self.login_blocks = Counter(
             "glue_login_blocked_total", "Logins refused by the blocker.", registry=r
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
+from service.db import SCHEMA_VERSION
 from tests.conftest import JSONAPI
 
 
@@ -16,7 +17,7 @@ async def test_live_answers_ok(client: TestClient) -> None:
 async def test_ready_reports_the_schema_version(client: TestClient) -> None:
     resp = await client.get("/health/ready")
     assert resp.status == 200
-    assert (await resp.json())["schemaVersion"] == 1
+    assert (await resp.json())["schemaVersion"] == SCHEMA_VERSION == 2
 
 
 async def test_unknown_path_is_a_jsonapi_404(client: TestClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -266,3 +267,86 @@ async def test_the_local_sink_keeps_only_its_latest_messages_in_memory(tmp_path:
     assert [str(m["To"]) for m in sink.messages] == ["r2@example.com", "r3@example.com"]
     assert sink.received == 3
     assert len(list((tmp_path / "mail").iterdir())) == 3
+
+
+# ------------------------------------------------------------------ permanent refusals
+
+
+def international_email() -> str:
+    return f"jörg.{uuid.uuid4().hex[:10]}@exämple.test"
+
+
+async def delivery_of(conn: asyncpg.Connection, reference: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "SELECT delivered_at, failed_at, failure FROM mail_deliveries WHERE event_id = $1",
+        await created_event_id(conn, reference),
+    )
+
+
+async def test_mail_to_an_internationalised_address_arrives_with_a_working_key(
+    client: TestClient, smtp: MailSink
+) -> None:
+    email = international_email()
+    await register(client, email=email)
+    msg = await smtp.wait_for(to(email))
+    assert await confirm(client, token_from_link(links_in(msg)[0])) == 204
+
+
+async def test_a_recipient_the_relay_refuses_for_good_does_not_hold_back_later_mail(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    refused, later = unique_email("mail.refused"), unique_email("mail.later")
+    smtp.refused_recipients.add(refused)
+    doc = await register(client, email=refused)
+    await register(client, email=later)
+    await smtp.wait_for(to(later))
+    await wait_for_mailer(app)
+    assert smtp.to(refused) == []
+    delivery = await delivery_of(conn, doc["data"]["id"])
+    assert delivery["delivered_at"] is None
+    assert delivery["failed_at"] is not None
+    assert delivery["failure"] == "SMTPRecipientsRefused 550"
+
+
+async def test_a_relay_without_smtputf8_gives_up_an_internationalised_address_only(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    await wait_for_mailer(app)
+    smtp.smtputf8 = False
+    smtp.drop_connections()  # the mailer reconnects and meets the relay without it
+    international, plain = international_email(), unique_email("mail.plain")
+    doc = await register(client, email=international)
+    await register(client, email=plain)
+    await smtp.wait_for(to(plain))
+    await wait_for_mailer(app)
+    assert smtp.to(international) == []
+    delivery = await delivery_of(conn, doc["data"]["id"])
+    assert delivery["failed_at"] is not None
+    assert "SMTPUTF8" in delivery["failure"]
+    assert international not in delivery["failure"]
+
+
+async def test_a_given_up_mail_is_not_tried_again_when_its_event_is_offered_again(
+    client: TestClient, app: web.Application, smtp: MailSink
+) -> None:
+    email = unique_email("mail.given.up")
+    smtp.refused_recipients.add(email)
+    doc = await register(client, email=email)
+    await wait_for_mailer(app)
+    smtp.refused_recipients.clear()
+    await offer_again(app, smtp, doc["data"]["id"])
+    assert smtp.to(email) == []
+
+
+async def test_a_temporary_recipient_refusal_is_retried_until_it_is_taken(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    await wait_for_mailer(app)
+    smtp.fail_first = 1  # 451 at DATA: the relay's trouble, not the message's
+    email = unique_email("mail.temporary")
+    doc = await register(client, email=email)
+    await smtp.wait_for(to(email))
+    await wait_for_mailer(app)
+    delivery = await delivery_of(conn, doc["data"]["id"])
+    assert delivery["delivered_at"] is not None
+    assert delivery["failed_at"] is None

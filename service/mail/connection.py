@@ -10,6 +10,37 @@ import aiosmtplib
 from service.mail.messages import Mail
 
 
+class Undeliverable(Exception):
+    """The relay will never take this message as it is (a permanent refusal)."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether an SMTP failure is about this message and final, not about the relay's
+    health or our configuration (those are retried until they are fixed). 5xx replies
+    are the ones RFC 5321 §4.2.1 calls permanent."""
+    if isinstance(exc, Undeliverable):
+        return True
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
+    # A refused sender or failed AUTH is a setting of ours: every mail would fail alike.
+    return isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError) and (
+        exc.code >= 500
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """A failure in words fit to keep: the exception and the reply code, not the server's
+    text, which may quote the address (and logs and tables outlive a shredded customer)."""
+    if isinstance(exc, Undeliverable):
+        return str(exc)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = ", ".join(str(r.code) for r in exc.recipients)
+        return f"{type(exc).__name__} {codes}"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{type(exc).__name__} {exc.code}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 @dataclass
 class SmtpTarget:
     """Where mail goes."""
@@ -37,7 +68,7 @@ class SmtpConnection:
         self._client: aiosmtplib.SMTP | None = None
 
     async def send(self, msg: Mail, sender: str, recipient: str) -> None:
-        """Deliver one message (raises aiosmtplib.SMTPException or OSError)."""
+        """Deliver one message (raises Undeliverable, aiosmtplib.SMTPException or OSError)."""
         reused = self._client is not None and self._client.is_connected
         try:
             await self._send(msg, sender, recipient)
@@ -51,6 +82,8 @@ class SmtpConnection:
             except BaseException:
                 self._drop()
                 raise
+        except Undeliverable:
+            raise  # refused before any command was sent: the session is still clean
         except BaseException:
             # After a refusal or a cancel the session state is unknown: start afresh.
             self._drop()
@@ -69,6 +102,13 @@ class SmtpConnection:
             )
             self._client = client
             await client.connect()
+        # Only the recipient is this message's own: a non-ASCII MAIL_FROM is a setting,
+        # and aiosmtplib's refusal of it is retried until the setting is fixed.
+        if not recipient.isascii():
+            if self._client.is_ehlo_or_helo_needed:
+                await self._client.ehlo()  # what the relay offers is known after EHLO
+            if not self._client.supports_extension("smtputf8"):
+                raise Undeliverable("the relay does not offer SMTPUTF8, which this address needs")
         if isinstance(msg, bytes):
             await self._client.sendmail(sender, [recipient], msg)
         else:

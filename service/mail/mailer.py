@@ -14,7 +14,13 @@ from events.types import RecordedEvent
 from service.auth.onetime import REGISTRATION, RESTORE, OneTimeKeys
 from service.config import Settings
 from service.mail import messages
-from service.mail.connection import SmtpConnection, SmtpTarget
+from service.mail.connection import (
+    SmtpConnection,
+    SmtpTarget,
+    Undeliverable,
+    describe,
+    is_permanent,
+)
 from service.mail.messages import Mail
 from service.metrics import Metrics
 
@@ -54,10 +60,12 @@ class Mailer:
         self._sent: dict[UUID, str] = {}
 
     async def prepare(self, events: Sequence[RecordedEvent]) -> None:
-        """Look up which of the batch's mails went out already, in one query."""
+        """Look up which of the batch's mails went out (or were given up) already, in one
+        query."""
         rows = await self._pool.fetch(
             """SELECT event_id FROM mail_deliveries
-               WHERE event_id = ANY($1::uuid[]) AND delivered_at IS NOT NULL""",
+               WHERE event_id = ANY($1::uuid[])
+                 AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)""",
             [e.event_id for e in events],
         )
         self._delivered = {r["event_id"] for r in rows}
@@ -90,19 +98,46 @@ class Mailer:
         recipient, msg = composed
         try:
             await self._smtp.send(msg, self._settings.mail_from, recipient)
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (Undeliverable, aiosmtplib.SMTPException, OSError) as exc:
             if self._metrics is not None:
                 self._metrics.mail_failures.inc()
+            if is_permanent(exc):
+                # Retrying would hold back every later mail behind this one for ever.
+                await self._give_up(event, exc)
+                return
             await self._pool.execute(
                 """INSERT INTO mail_deliveries (event_id, kind, attempts) VALUES ($1, $2, 1)
                    ON CONFLICT (event_id) DO UPDATE SET attempts = mail_deliveries.attempts + 1""",
                 event.event_id,
                 event.event_type,
             )
-            raise RetryLater(f"SMTP: {exc}") from exc
+            raise RetryLater(f"SMTP: {describe(exc)}") from exc
         self._sent[event.event_id] = event.event_type
         if self._metrics is not None:
             self._metrics.mail_sent.labels(event.event_type).inc()
+
+    async def _give_up(self, event: RecordedEvent, exc: BaseException) -> None:
+        """Record a mail the relay refused for good, so it is neither retried nor lost
+        from sight (the reason stays in mail_deliveries and in the log)."""
+        reason = describe(exc)
+        log.error(
+            "mail for event %s given up: %s",
+            event.event_id,
+            reason,
+            extra={"fields": {"kind": event.event_type, "stream": event.stream_id}},
+        )
+        if self._metrics is not None:
+            self._metrics.mail_undeliverable.labels(event.event_type).inc()
+        await self._pool.execute(
+            """INSERT INTO mail_deliveries (event_id, kind, attempts, failed_at, failure)
+               VALUES ($1, $2, 1, now(), $3)
+               ON CONFLICT (event_id) DO UPDATE
+               SET attempts = mail_deliveries.attempts + 1, failed_at = now(),
+                   failure = excluded.failure""",
+            event.event_id,
+            event.event_type,
+            reason,
+        )
 
     async def close(self) -> None:
         """Close the SMTP connection (after the subscriber runtime stopped)."""

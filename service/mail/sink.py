@@ -19,18 +19,26 @@ _LINK = re.compile(r"https?://\S+")
 
 
 class MailSink:
-    """Receives mail on loopback. Optionally refuses the first `fail_first` messages
-    with a temporary error, to exercise the mailer's retries.
+    """Receives mail on loopback, internationalised addresses too (SMTPUTF8).
 
-    Keeps the last `keep` messages in memory for its readers (tests); the directory,
-    when given, gets every one.
+    To exercise the mailer, it can refuse the first `fail_first` messages with a
+    temporary error, refuse the recipients in `refused_recipients` for good, and go
+    without SMTPUTF8 (`smtputf8=False`). Keeps the last `keep` messages in memory for
+    its readers (tests); the directory, when given, gets every one.
     """
 
     def __init__(
-        self, directory: Path | None = None, fail_first: int = 0, keep: int = 1000
+        self,
+        directory: Path | None = None,
+        fail_first: int = 0,
+        keep: int = 1000,
+        *,
+        smtputf8: bool = True,
     ) -> None:
         self.directory = directory
         self.fail_first = fail_first
+        self.smtputf8 = smtputf8
+        self.refused_recipients: set[str] = set()  # lower-case addresses
         self.received = 0  # messages accepted so far
         # Each kept message's bytes, and its parsed form once a reader asked.
         self._kept: deque[tuple[bytes, list[EmailMessage]]] = deque(maxlen=keep)
@@ -40,6 +48,16 @@ class MailSink:
         self.connections = 0  # SMTP connections accepted so far
         self._arrived = asyncio.Condition()
         self.port = 0
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """aiosmtpd hook: take a recipient, unless told to refuse it for good."""
+        if address.lower() in self.refused_recipients:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """aiosmtpd hook: accept (or deliberately refuse) one message."""
@@ -85,7 +103,12 @@ class MailSink:
 
     def _session(self) -> SMTP:
         self.connections += 1
-        session = SMTP(self, hostname="glue-sink", ident="glue-customers sink")
+        session = SMTP(
+            self,
+            hostname="glue-sink",
+            ident="glue-customers sink",
+            enable_SMTPUTF8=self.smtputf8,
+        )
         self._sessions = [s for s in self._sessions if s.transport is not None]
         self._sessions.append(session)
         return session
