@@ -105,7 +105,7 @@ def _ranked_languages(header: str) -> list[str]:
 async def outermost(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, Glue error documents for every failure, metrics and the access log."""
     sent = request.headers.get("X-Request-Id", "")
-    request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+    request_id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     started = time.perf_counter()

@@ -83,7 +83,7 @@ class Email(Text):
         super().__init__(max_len=100, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if isinstance(value, str) and value.strip() and not _EMAIL.match(value):
+        if isinstance(value, str) and value.strip() and not _EMAIL.fullmatch(value):
             raise ValidationError(INVALID_EMAIL)
         return super()._deserialize(value, attr, data, **kwargs)
 
@@ -96,7 +96,7 @@ class Date(fields.Field):
         super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if not isinstance(value, str) or not _DATE.match(value):
+        if not isinstance(value, str) or not _DATE.fullmatch(value):
             raise ValidationError(INVALID_DATE)
         try:
             return dt.date.fromisoformat(value).isoformat()

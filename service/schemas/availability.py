@@ -22,7 +22,7 @@ class Sku(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         sku = super()._deserialize(value, attr, data, **kwargs)
-        if not SKU.match(sku):
+        if not SKU.fullmatch(sku):
             raise ValidationError(INVALID_CHOICE)
         return sku
 
