@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,13 @@ from typing import Any, ClassVar, TypeVar
 
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
+
+# A cursor's parts are bound as xid8 (unsigned 64-bit) and bigint: a larger
+# number is no position at all, and the driver would refuse to send it.
+MAX_TRANSACTION_ID = 2**64 - 1
+MAX_POSITION = 2**63 - 1
+# str.isdigit() and int() also take signs, spaces, "_" and non-ASCII digits.
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,12 @@ def format_cursor(transaction_id: int, position: int) -> str:
 def parse_cursor(cursor: str) -> tuple[int, int]:
     """Parse a feed cursor; raises ValueError when it is not one."""
     tx, sep, pos = cursor.partition("-")
-    if not sep or not tx.isdigit() or not pos.isdigit():
+    if not sep or not _DIGITS.fullmatch(tx) or not _DIGITS.fullmatch(pos):
         raise ValueError(f"not a cursor: {cursor!r}")
-    return int(tx), int(pos)
+    transaction_id, position = int(tx), int(pos)
+    if transaction_id > MAX_TRANSACTION_ID or position > MAX_POSITION:
+        raise ValueError(f"not a cursor: {cursor!r}")
+    return transaction_id, position
 
 
 class UnknownEventType(LookupError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -22,6 +23,11 @@ from service.typedefs import SETTINGS
 
 CONTENT_TYPE = "application/vnd.api+json"
 BODY_TYPES = ("application/vnd.api+json", "application/json")
+
+# PostgreSQL takes OFFSET as a bigint; a larger offset would fail in the driver.
+MAX_OFFSET = 2**63 - 1
+# int() also reads signs, spaces, "_" and non-ASCII digits: none is a page number.
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def dumps(doc: Any) -> str:
@@ -177,6 +183,22 @@ def includes(request: web.Request) -> set[str]:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+def page_number(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as plain ASCII digits within low..high; 400 otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw):
+        raise GlueError(PAGINATION_INVALID)
+    try:
+        value = int(raw)
+    except ValueError:  # more digits than int() converts
+        raise GlueError(PAGINATION_INVALID) from None
+    if not low <= value <= high:
+        raise GlueError(PAGINATION_INVALID)
+    return value
+
+
 @dataclass(frozen=True)
 class Page:
     """`page[offset]` / `page[limit]` of a paginated collection."""
@@ -189,13 +211,8 @@ class Page:
         cls, request: web.Request, default_limit: int = 10, max_limit: int = 500
     ) -> Page:
         """Read and check the page parameters (400 on nonsense)."""
-        try:
-            offset = int(request.query.get("page[offset]", "0"))
-            limit = int(request.query.get("page[limit]", str(default_limit)))
-        except ValueError:
-            raise GlueError(PAGINATION_INVALID) from None
-        if offset < 0 or not 1 <= limit <= max_limit:
-            raise GlueError(PAGINATION_INVALID)
+        offset = page_number(request, "page[offset]", 0, 0, MAX_OFFSET)
+        limit = page_number(request, "page[limit]", default_limit, 1, max_limit)
         return cls(offset=offset, limit=limit)
 
     def links(self, request: web.Request, total: int) -> dict[str, str]:

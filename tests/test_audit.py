@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from events.customer import (
@@ -249,6 +250,21 @@ async def test_a_bad_as_of_is_400(client: TestClient) -> None:
     ref = await history(client.app[STORE])
 
     resp = await as_of(client, ref, "yesterday")
+
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["detail"] == "asOf must be an ISO-8601 date-time."
+
+
+@pytest.mark.parametrize(
+    "instant",
+    ["0001-01-01T00:00:00+00:01", "0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"],
+)
+async def test_an_as_of_whose_utc_instant_lies_outside_years_1_to_9999_is_400(
+    client: TestClient, instant: str
+) -> None:
+    ref = await history(client.app[STORE])
+
+    resp = await as_of(client, ref, instant)
 
     assert resp.status == 400
     assert (await resp.json())["errors"][0]["detail"] == "asOf must be an ISO-8601 date-time."

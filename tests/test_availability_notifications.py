@@ -397,6 +397,43 @@ async def test_bad_pagination_parameters_are_400(
     await expect_error(resp, 400, None, "Pagination parameters are invalid.")
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page[offset]": "+5"},
+        {"page[offset]": " 5"},
+        {"page[offset]": "\N{FULLWIDTH DIGIT FIVE}"},
+        {"page[offset]": "1_0"},
+        {"page[limit]": "+5"},
+        {"page[limit]": "5 "},
+        {"page[limit]": "\N{ARABIC-INDIC DIGIT FIVE}"},
+        {"page[limit]": "1_0"},
+    ],
+)
+async def test_pagination_numbers_in_anything_but_ascii_digits_are_400(
+    client: TestClient, customer: Customer, params: dict[str, str]
+) -> None:
+    resp = await client.get(
+        "/my-availability-notifications", params=params, headers=customer.headers
+    )
+    await expect_error(resp, 400, None, "Pagination parameters are invalid.")
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775808", "99999999999999999999999"])
+@pytest.mark.parametrize(
+    "path", ["/my-availability-notifications", "/customers/{ref}/availability-notifications"]
+)
+async def test_an_offset_beyond_the_databases_bigint_is_400(
+    client: TestClient, customer: Customer, path: str, offset: str
+) -> None:
+    resp = await client.get(
+        path.format(ref=customer.reference),
+        params={"page[offset]": offset},
+        headers=customer.headers,
+    )
+    await expect_error(resp, 400, None, "Pagination parameters are invalid.")
+
+
 # ------------------------------------------------------------------ GET /customers/{ref}/availability-notifications
 
 

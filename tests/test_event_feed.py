@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
@@ -199,6 +200,52 @@ async def test_bad_page_parameters_are_400(client: TestClient) -> None:
         resp = await client.get(FEED, params=params, headers=reader(client))
         assert resp.status == 400, params
         assert (await resp.json())["errors"][0]["detail"] == "Pagination parameters are invalid."
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "99999999999999999999-1",
+        "1-99999999999999999999",
+        "18446744073709551616-1",  # one past xid8
+        "1-9223372036854775808",  # one past bigint
+    ],
+)
+async def test_a_cursor_beyond_the_databases_range_is_400(client: TestClient, cursor: str) -> None:
+    resp = await client.get(FEED, params={"page[after]": cursor}, headers=reader(client))
+
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["detail"] == "Pagination parameters are invalid."
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page[after]": "\N{FULLWIDTH DIGIT ONE}-1"},
+        {"page[after]": "1-\N{ARABIC-INDIC DIGIT ONE}"},
+        {"page[limit]": "+5"},
+        {"page[limit]": " 5"},
+        {"page[limit]": "\N{FULLWIDTH DIGIT FIVE}"},
+        {"page[limit]": "1_0"},
+    ],
+)
+async def test_page_numbers_in_anything_but_ascii_digits_are_400(
+    client: TestClient, params: dict[str, str]
+) -> None:
+    resp = await client.get(FEED, params=params, headers=reader(client))
+
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["detail"] == "Pagination parameters are invalid."
+
+
+@pytest.mark.parametrize("types", ["\x00", "CustomerCreated,\x00"])
+async def test_a_nul_in_filter_type_is_400(client: TestClient, types: str) -> None:
+    resp = await client.get(FEED, params={"filter[type]": types}, headers=reader(client))
+
+    assert resp.status == 400
+    assert (await resp.json())["errors"] == [
+        {"status": 400, "detail": "The request holds characters that cannot be stored."}
+    ]
 
 
 async def test_personal_fields_read_as_null_after_anonymisation(

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -198,6 +199,28 @@ async def test_stream_with_a_bad_last_event_id_is_400(client: TestClient) -> Non
     assert resp.status == 400
 
 
+@pytest.mark.parametrize("last_event_id", ["99999999999999999999-1", "1-99999999999999999999"])
+async def test_stream_with_a_last_event_id_beyond_the_databases_range_is_400_before_streaming(
+    client: TestClient, last_event_id: str
+) -> None:
+    resp = await client.get(FEED, headers=SSE | reader(client) | {"Last-Event-ID": last_event_id})
+
+    assert (resp.status, resp.content_type) == (400, "application/vnd.api+json")
+    assert (await resp.json())["errors"][0]["detail"] == "Pagination parameters are invalid."
+
+
+@pytest.mark.parametrize("name", ["filter[type]", "filter[stream]"])
+async def test_stream_with_a_nul_in_a_filter_is_400_before_streaming(
+    client: TestClient, name: str
+) -> None:
+    resp = await client.get(FEED, params={name: "\x00"}, headers=SSE | reader(client))
+
+    assert (resp.status, resp.content_type) == (400, "application/vnd.api+json")
+    assert (await resp.json())["errors"][0]["detail"] == (
+        "The request holds characters that cannot be stored."
+    )
+
+
 async def _expire_while_streaming(
     client: TestClient, clock: Clock
 ) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -238,3 +261,20 @@ async def test_a_fresh_token_resumes_an_expired_stream_without_losing_an_event(
     again.close()
 
     assert after["event"] == "CustomerUpdated"
+
+
+async def test_a_failure_after_the_stream_began_ends_it_without_a_second_response(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
+    stream = await created(client.app[STORE])
+    resp = await client.get(FEED, params={"filter[stream]": stream}, headers=SSE | reader(client))
+    await events(resp, 1)
+    # The next read fails: the table is gone while the stream waits.
+    await conn.execute("ALTER TABLE events RENAME TO events_away")
+    try:
+        async with asyncio.timeout(30):  # the stream ends by itself
+            rest = await resp.content.read()
+    finally:
+        await conn.execute("ALTER TABLE events_away RENAME TO events")
+    assert b"HTTP/1.1" not in rest
+    assert b"errors" not in rest

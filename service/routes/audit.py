@@ -68,7 +68,7 @@ async def customer_as_of(request: web.Request) -> web.Response:
 
 
 def parse_instant(raw: str) -> datetime:
-    """An ISO-8601 date-time; naive ones are UTC. 400 otherwise.
+    """An ISO-8601 date-time as a UTC instant; naive ones are UTC. 400 otherwise.
 
     A `+01:00` offset sent unencoded arrives as ` 01:00` (a query's `+` is a
     space), so that reading is tried too.
@@ -78,7 +78,12 @@ def parse_instant(raw: str) -> datetime:
             instant = datetime.fromisoformat(candidate)
         except ValueError:
             continue
-        return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+        if instant.tzinfo is None:
+            return instant.replace(tzinfo=UTC)
+        try:
+            return instant.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+00:01, whose UTC lies before year 1
+            raise GlueError(AS_OF_INVALID) from None
     raise GlueError(AS_OF_INVALID)
 
 

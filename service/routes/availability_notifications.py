@@ -12,7 +12,7 @@ from service.commands import run
 from service.domain import subscriptions
 from service.domain.errors import NotSubscriptionOwner, SubscriptionExists, SubscriptionNotFound
 from service.endpoint import endpoint
-from service.jsonapi import Page, collection, no_content, single
+from service.jsonapi import MAX_OFFSET, Page, collection, no_content, single
 from service.middlewares import locale_of, principal_of
 from service.resources import subscription_resource
 from service.schemas.availability import SubscriptionSchema
@@ -20,7 +20,11 @@ from service.typedefs import BODY, POOL, PRINCIPAL, PRODUCTS
 
 _TABLE = "availability_subscriptions"
 PAGE_QUERY = (
-    {"name": "page[offset]", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {
+        "name": "page[offset]",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+    },
     {
         "name": "page[limit]",
         "in": "query",

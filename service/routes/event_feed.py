@@ -9,7 +9,7 @@ store's gap-free `read_all`, so a consumer that resumes from the last id it saw
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -18,11 +18,13 @@ from aiohttp import web
 
 from events.types import parse_cursor
 from service.endpoint import endpoint
-from service.errors import PAGINATION_INVALID, GlueError
+from service.errors import PAGINATION_INVALID, UNSTORABLE_TEXT, GlueError
 from service.event_view import event_item
-from service.jsonapi import base_url, dumps, respond
+from service.jsonapi import base_url, dumps, page_number, respond
 from service.middlewares import principal_of
 from service.typedefs import CLOCK, FEED_CLOSING, REQUEST_ID, SETTINGS, STORE
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -39,6 +41,15 @@ _QUERY = (
 )
 
 
+def _filter(request: web.Request, name: str) -> str:
+    """A filter's value ("" when absent); 400 when it holds NUL."""
+    value = request.query.get(name, "")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold it: the answer a NUL anywhere else in a request gets.
+        raise GlueError(UNSTORABLE_TEXT)
+    return value
+
+
 @dataclass(frozen=True)
 class FeedQuery:
     """Where to start and what to include."""
@@ -50,17 +61,17 @@ class FeedQuery:
 
     @classmethod
     def from_request(cls, request: web.Request, after: str | None = None) -> FeedQuery:
-        """Read page[after] (or the given cursor), page[limit] and the filters; 400 on nonsense."""
+        """Read page[after] (or the given cursor), page[limit] and the filters; 400 on nonsense.
+
+        Everything is checked here: once a stream has begun, an error can no longer be answered."""
         raw_after = after if after is not None else request.query.get("page[after]")
         try:
             cursor = parse_cursor(raw_after) if raw_after else None
-            limit = int(request.query.get("page[limit]", str(DEFAULT_LIMIT)))
         except ValueError:
             raise GlueError(PAGINATION_INVALID) from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise GlueError(PAGINATION_INVALID)
-        types = [t.strip() for t in request.query.get("filter[type]", "").split(",") if t.strip()]
-        return cls(cursor, limit, types or None, request.query.get("filter[stream]") or None)
+        limit = page_number(request, "page[limit]", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        types = [t.strip() for t in _filter(request, "filter[type]").split(",") if t.strip()]
+        return cls(cursor, limit, types or None, _filter(request, "filter[stream]") or None)
 
     def next_link(self, request: web.Request, after: str | None) -> str:
         """This query continued after `after` (or from where it started, when nothing came)."""
@@ -108,11 +119,17 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    # A client gone away shows up as a failed write (at the latest at the next heartbeat).
-    with contextlib.suppress(ConnectionError):
+    try:
         await response.write(b"retry: 2000\n\n")
         async for chunk in _frames(request, query):
             await response.write(chunk)  # waits while the client's socket is full
+    except ConnectionError:
+        pass  # the client went away: seen as a failed write, at the latest at a heartbeat
+    except Exception:
+        # Once the stream has begun, no error document can follow: an answer written
+        # now would land inside the stream's body. End it; the client resumes with
+        # Last-Event-ID.
+        log.exception("event stream failed after it began")
     return response
 
 
