@@ -173,7 +173,7 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
     if spec.body_type is not None:
         if request.content_type not in BODY_TYPES:
             raise GlueError(UNSUPPORTED_MEDIA_TYPE)
-        request[BODY] = parse_body(await _read_body(request), spec.body_type)
+        request[BODY] = parse_body(await read_body(request), spec.body_type)
     if spec.missing_id is not None:
         raise GlueError(spec.missing_id)
     principal = await _authenticate(request) if spec.bearer else None
@@ -194,7 +194,9 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within the read timeout (408), the size limit (413) and decodable
+    by its Content-Encoding (400); each failure is a GlueError."""
     try:
         if request.content.is_eof():
             return await request.read()  # it all came with the headers: nothing to wait for
@@ -205,6 +207,8 @@ async def _read_body(request: web.Request) -> bytes:
     except web.RequestPayloadError:
         # The body does not decode by its Content-Encoding (e.g. a broken gzip stream).
         raise GlueError(POST_DATA_INVALID) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise GlueError(PAYLOAD_TOO_LARGE) from None
 
 
 async def _authenticate(request: web.Request) -> Principal | None:

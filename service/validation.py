@@ -21,7 +21,7 @@ INVALID_DATE = "This value is not a valid date."
 
 # Deliberately plain: one @, no spaces, a dot in the domain (what Symfony's
 # "loose" Email constraint accepts, which is what Glue uses).
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

@@ -131,6 +131,25 @@ async def test_a_client_that_trickles_its_body_gets_408(served: int) -> None:
     assert status.startswith(b"HTTP/1.1 408")
 
 
+async def test_a_client_that_trickles_its_token_request_gets_an_oauth_408(served: int) -> None:
+    head = (
+        b"POST /token HTTP/1.1\r\nHost: glue.test\r\nConnection: close\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    try:
+        writer.write(head + b"grant_type=pa")
+        await writer.drain()
+        # The server lingers for the rest of the body before it closes: read by length.
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert json.loads(body)["error"] == "invalid_request"
+
+
 async def test_an_oversized_header_line_is_refused_without_a_traceback(served: int) -> None:
     huge = b"X-Big: " + b"a" * 4096
     answer = await _raw(served, b"GET /health/live HTTP/1.1\r\nHost: t\r\n" + huge + b"\r\n\r\n")

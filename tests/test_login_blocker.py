@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import AppOptions, init_app
+from service.auth.blocker import subjects
 from service.auth.housekeeping import sweep
 from service.clock import Clock
 from service.config import Settings
@@ -175,10 +176,25 @@ async def test_the_sweep_forgets_failures_older_than_the_window(
     app: web.Application, here: TestClient, customer: Customer, clock: Clock
 ) -> None:
     await fail_logins(here, [customer.email] * 3)
-    subject = f"user:{customer.email.lower()}"
+    [subject, _] = subjects(customer.email, "")
     pool = app[POOL]
     count = "SELECT count(*) FROM login_failures WHERE subject = $1"
     assert await pool.fetchval(count, subject) == 3
     clock.advance(timedelta(minutes=10, seconds=1))
     await sweep(pool, clock, app[BLOCKER])
     assert await pool.fetchval(count, subject) == 0
+
+
+async def test_a_username_of_any_length_is_counted_and_refused_with_003(
+    here: TestClient,
+) -> None:
+    await fail_logins(here, ["x" * 100_000 + "@example.com", "a\u0000b@example.com"])
+
+
+async def test_the_failure_table_holds_no_email_address(
+    app: web.Application, here: TestClient, customer: Customer
+) -> None:
+    await fail_logins(here, [customer.email])
+    rows = await app[POOL].fetch("SELECT subject FROM login_failures")
+    assert rows
+    assert not any(customer.email.lower() in r["subject"].lower() for r in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -256,3 +257,21 @@ async def test_a_repeated_parameter_is_invalid_request(client: TestClient) -> No
 async def test_a_json_body_is_invalid_request(client: TestClient) -> None:
     resp = await client.post("/token", json={"grant_type": "client_credentials"})
     await oauth_error(resp, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("username", ["x" * 9000 + "@example.com", "a\u0000b@example.com"])
+async def test_password_grant_with_a_username_no_customer_can_have_is_invalid_grant(
+    client: TestClient, username: str
+) -> None:
+    form = {"grant_type": "password", "username": username, "password": "Whatever-1"}
+    await oauth_error(await token(client, form), 400, "invalid_grant")
+
+
+async def test_a_body_over_one_mebibyte_is_invalid_request_413(client: TestClient) -> None:
+    form = b"grant_type=password&username=a%40b.c&password=" + b"x" * (1024 * 1024)
+    resp = await client.post(
+        "/token",
+        data=io.BytesIO(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    await oauth_error(resp, 413, "invalid_request")

@@ -227,6 +227,7 @@ SINGLE_VIOLATIONS = [
     ("email", "two@@example.com", EMAIL),
     ("email", "spaces in@example.com", EMAIL),
     ("email", "trailing.newline@example.com\n", EMAIL),
+    ("email", "nul\u0000inside@example.com", EMAIL),
     ("email", "a" * 89 + "@example.com", too_long(100)),
     ("dateOfBirth", "1990-02-30", DATE),
     ("dateOfBirth", "31.01.1990", DATE),

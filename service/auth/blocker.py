@@ -7,6 +7,7 @@ over the workers behind a load balancer.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,8 +27,13 @@ class BlockerPolicy:
 
 
 def subjects(username: str, address: str) -> list[str]:
-    """The counters one login attempt touches: its username and its client address."""
-    return [f"user:{username.strip().lower()}", f"addr:{address}"]
+    """The counters one login attempt touches: its username and its client address.
+
+    The username is kept as a digest: whatever was typed (of any length, with any
+    characters) fits the index, and the table holds no email addresses.
+    """
+    digest = hashlib.sha256(username.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+    return [f"user:{digest}", f"addr:{address}"]
 
 
 class LoginBlocker:

@@ -84,11 +84,17 @@ async def authenticate(app: web.Application, username: str, password: str) -> tu
 
     Unknown emails verify against a dummy hash, so every failure costs the same.
     """
-    row = await app[POOL].fetchrow(
-        """SELECT c.customer_reference, c.password_hash, c.confirmed_at, c.token_generation
-           FROM customer_emails e JOIN customers c USING (customer_reference)
-           WHERE e.email_lower = $1""",
-        username.strip().lower(),
+    email = username.strip().lower()
+    # PostgreSQL text cannot hold NUL, so no stored email has one.
+    row = (
+        None
+        if "\x00" in email
+        else await app[POOL].fetchrow(
+            """SELECT c.customer_reference, c.password_hash, c.confirmed_at, c.token_generation
+               FROM customer_emails e JOIN customers c USING (customer_reference)
+               WHERE e.email_lower = $1""",
+            email,
+        )
     )
     hasher = app[HASHER]
     ok = await hasher.verify(row["password_hash"] if row else None, password)

@@ -19,7 +19,8 @@ from service.auth.login import TokenPair, client_address, password_login, refres
 from service.config import OAuthClient
 from service.domain.errors import AuthenticationFailed, RefreshFailed, TooManyLoginAttempts
 from service.endpoint import endpoint
-from service.errors import AUTH_FAILED, REFRESH_FAILED, TOO_MANY_LOGINS
+from service.errors import AUTH_FAILED, REFRESH_FAILED, TOO_MANY_LOGINS, GlueError
+from service.middlewares import read_body
 from service.typedefs import SETTINGS, TOKENS
 
 FORM = "application/x-www-form-urlencoded"
@@ -209,6 +210,11 @@ async def token(request: web.Request) -> web.Response:
 async def _grant(request: web.Request) -> dict[str, Any]:
     if request.content_type != FORM:
         raise OAuthError("invalid_request", f"The request body must be {FORM}.")
+    try:
+        await read_body(request)  # within the limits every body has; post() parses it
+    except GlueError as exc:
+        failure = exc.errors[-1]
+        raise OAuthError("invalid_request", failure.detail, failure.status, exc.headers) from None
     form = await request.post()
     repeated = [k for k in dict.fromkeys(form.keys()) if len(form.getall(k)) > 1]
     params = _params(form, repeated)
