@@ -197,6 +197,10 @@ async def checks(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def read_body(request: web.Request) -> bytes:
     """The whole body, within the read timeout (408), the size limit (413) and decodable
     by its Content-Encoding (400); each failure is a GlueError."""
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:
+        # Refused at once rather than after reading (or waiting for) that much.
+        raise GlueError(PAYLOAD_TOO_LARGE, headers={"Connection": "close"})
     try:
         if request.content.is_eof():
             return await request.read()  # it all came with the headers: nothing to wait for

@@ -150,6 +150,24 @@ async def test_a_client_that_trickles_its_token_request_gets_an_oauth_408(served
     assert json.loads(body)["error"] == "invalid_request"
 
 
+async def test_a_body_declared_over_one_mebibyte_is_refused_before_it_is_sent(
+    served: int,
+) -> None:
+    head = (
+        b"POST /customers HTTP/1.1\r\nHost: glue.test\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    try:
+        writer.write(head)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    finally:
+        writer.close()
+    # Waiting for the body would have ended in 408 once the read timeout passed.
+    assert status.startswith(b"HTTP/1.1 413")
+
+
 async def test_an_oversized_header_line_is_refused_without_a_traceback(served: int) -> None:
     huge = b"X-Big: " + b"a" * 4096
     answer = await _raw(served, b"GET /health/live HTTP/1.1\r\nHost: t\r\n" + huge + b"\r\n\r\n")
