@@ -116,37 +116,38 @@ async def test_an_idle_keep_alive_connection_is_closed(served: int) -> None:
     assert answer.endswith(b'{"status":"ok"}')
 
 
-async def test_a_client_that_trickles_its_body_gets_408(served: int) -> None:
+async def _answer_to_a_body_cut_short(
+    port: int, path: bytes, content_type: bytes, part: bytes
+) -> tuple[bytes, bytes]:
+    """(head, body) of the answer to a request that sends only `part` of its 100-byte body."""
     head = (
-        b"POST /customers HTTP/1.1\r\nHost: glue.test\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        b"POST " + path + b" HTTP/1.1\r\nHost: glue.test\r\n"
+        b"Content-Type: " + content_type + b"\r\nContent-Length: 100\r\n\r\n"
     )
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(head + b'{"data":')
-        await writer.drain()
-        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
-    finally:
-        writer.close()
-    assert status.startswith(b"HTTP/1.1 408")
-
-
-async def test_a_client_that_trickles_its_token_request_gets_an_oauth_408(served: int) -> None:
-    head = (
-        b"POST /token HTTP/1.1\r\nHost: glue.test\r\nConnection: close\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
-    )
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
-    try:
-        writer.write(head + b"grant_type=pa")
+        writer.write(head + part)
         await writer.drain()
         # The server lingers for the rest of the body before it closes: read by length.
         answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        return answer, await asyncio.wait_for(reader.readexactly(length), 10)
     finally:
         writer.close()
-    assert answer.startswith(b"HTTP/1.1 408")
+
+
+async def test_a_client_that_trickles_its_body_gets_408(served: int) -> None:
+    head, _ = await _answer_to_a_body_cut_short(
+        served, b"/customers", b"application/json", b'{"data":'
+    )
+    assert head.startswith(b"HTTP/1.1 408")
+
+
+async def test_a_client_that_trickles_its_token_request_gets_an_oauth_408(served: int) -> None:
+    head, body = await _answer_to_a_body_cut_short(
+        served, b"/token", b"application/x-www-form-urlencoded", b"grant_type=pa"
+    )
+    assert head.startswith(b"HTTP/1.1 408")
     assert json.loads(body)["error"] == "invalid_request"
 
 

@@ -283,6 +283,20 @@ async def delivery_of(conn: asyncpg.Connection, reference: str) -> asyncpg.Recor
     )
 
 
+async def refused_before_a_plain_mail(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection, email: str
+) -> asyncpg.Record:
+    """Register `email`, whose mail the relay refuses, then a plain address; once the
+    plain one's mail arrived: nothing reached `email`, and its delivery row."""
+    doc = await register(client, email=email)
+    plain = unique_email("mail.plain")
+    await register(client, email=plain)
+    await smtp.wait_for(to(plain))
+    await wait_for_mailer(app)
+    assert smtp.to(email) == []
+    return await delivery_of(conn, doc["data"]["id"])
+
+
 async def test_mail_to_an_internationalised_address_arrives_with_a_working_key(
     client: TestClient, smtp: MailSink
 ) -> None:
@@ -295,14 +309,9 @@ async def test_mail_to_an_internationalised_address_arrives_with_a_working_key(
 async def test_a_recipient_the_relay_refuses_for_good_does_not_hold_back_later_mail(
     client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
 ) -> None:
-    refused, later = unique_email("mail.refused"), unique_email("mail.later")
+    refused = unique_email("mail.refused")
     smtp.refused_recipients.add(refused)
-    doc = await register(client, email=refused)
-    await register(client, email=later)
-    await smtp.wait_for(to(later))
-    await wait_for_mailer(app)
-    assert smtp.to(refused) == []
-    delivery = await delivery_of(conn, doc["data"]["id"])
+    delivery = await refused_before_a_plain_mail(client, app, smtp, conn, refused)
     assert delivery["delivered_at"] is None
     assert delivery["failed_at"] is not None
     assert delivery["failure"] == "SMTPRecipientsRefused 550"
@@ -314,13 +323,8 @@ async def test_a_relay_without_smtputf8_gives_up_an_internationalised_address_on
     await wait_for_mailer(app)
     smtp.smtputf8 = False
     smtp.drop_connections()  # the mailer reconnects and meets the relay without it
-    international, plain = international_email(), unique_email("mail.plain")
-    doc = await register(client, email=international)
-    await register(client, email=plain)
-    await smtp.wait_for(to(plain))
-    await wait_for_mailer(app)
-    assert smtp.to(international) == []
-    delivery = await delivery_of(conn, doc["data"]["id"])
+    international = international_email()
+    delivery = await refused_before_a_plain_mail(client, app, smtp, conn, international)
     assert delivery["failed_at"] is not None
     assert "SMTPUTF8" in delivery["failure"]
     assert international not in delivery["failure"]
