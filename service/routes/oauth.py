@@ -194,6 +194,8 @@ def _error_response(description: str) -> dict[str, Any]:
     responses={
         "400": _error_response("invalid_request, invalid_grant, unsupported_grant_type"),
         "401": _error_response("invalid_client"),
+        "408": _error_response("invalid_request: the body did not arrive in time"),
+        "413": _error_response("invalid_request: the body is over 1 MiB"),
         "429": _error_response("invalid_grant: too many failed logins"),
     },
     summary="OAuth 2.0 token endpoint: password, refresh_token and client_credentials grants.",
