@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from service.domain.errors import ConcurrentModification, DomainError
 from service.typedefs import PRINCIPAL, REQUEST_ID, STATES, STORE
 
 ATTEMPTS = 5
+# The first retry's longest pause; each later one may wait twice as long (at most 32x).
+BACKOFF_SECONDS = 0.001
 
 Decide = Callable[[CustomerState], Sequence[Event] | Sequence[NewEvent]]
 AfterAppend = Callable[[asyncpg.Connection, CustomerState], Awaitable[None]]
@@ -120,19 +124,27 @@ async def execute(
                     )
                     if outcome.recorded:
                         await after(conn, outcome.state)
-        except (ConcurrencyError, _Unverified):
+        except _Unverified:
+            continue
+        except ConcurrencyError:
+            await _back_off(attempt)
             continue
         except StreamErased:
-            # A stale cached state can still think a since-anonymised customer alive;
-            # the log says what to answer (the decision refuses an erased customer).
-            if optimistic:
-                continue
-            raise
+            # The customer was anonymised after the state was read (or a stale cached
+            # state still thinks them alive): the next read of the log holds the
+            # anonymisation, and the decision refuses an erased customer.
+            continue
         # Only now: a state is cached once the events it folds are committed.
         if cache is not None:
             cache.put(stream_id, outcome.state)
         return outcome
     raise ConcurrentModification(stream_id)
+
+
+async def _back_off(attempt: int) -> None:
+    # Writers that lost a race to one stream would otherwise all come back at once
+    # and collide again; a random pause, doubling per attempt, spreads them out.
+    await asyncio.sleep(random.uniform(0, BACKOFF_SECONDS * 2**attempt))
 
 
 async def _current(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,7 +18,7 @@ from events.customer import (
     customer_stream,
 )
 from events.store import ConcurrencyError, EventStore
-from events.types import Event, NewEvent
+from events.types import Event, NewEvent, RecordedEvent
 from service.commands import StateCache, execute
 from service.domain.customer import CustomerState
 from service.domain.errors import CustomerNotFound
@@ -198,4 +199,31 @@ async def test_a_stale_cached_state_of_an_erased_customer_is_decided_again_on_th
 
     with pytest.raises(CustomerNotFound):
         await execute(store, stream, rename_the_living, {}, cache=cache)
+    assert [e.version for e in await store.read_stream(stream)] == [1, 2]
+
+
+async def test_a_customer_anonymised_between_the_read_and_the_append_is_decided_again(
+    store: EventStore,
+) -> None:
+    stream = await created(store)
+    read = store.read_stream
+
+    async def read_then_anonymise(*args: Any, **kwargs: Any) -> list[RecordedEvent]:
+        # Another request's anonymisation commits while this command decides.
+        events = await read(*args, **kwargs)
+        del store.read_stream  # only the first read
+        async with store.transaction() as conn:
+            await store.append(stream, [NewEvent(CustomerAnonymized())], 1, {}, conn)
+            await store.erase(conn, stream)
+        return events
+
+    store.read_stream = read_then_anonymise  # type: ignore[method-assign]
+
+    def rename_the_living(state: CustomerState) -> Sequence[Event]:
+        if not state.exists:
+            raise CustomerNotFound()
+        return [CustomerUpdated(changed=["first_name"], first_name="Ghost")]
+
+    with pytest.raises(CustomerNotFound):
+        await execute(store, stream, rename_the_living, {})
     assert [e.version for e in await store.read_stream(stream)] == [1, 2]
