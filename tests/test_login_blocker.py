@@ -6,6 +6,7 @@ counters of different tests never meet.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
@@ -198,3 +199,31 @@ async def test_the_failure_table_holds_no_email_address(
     rows = await app[POOL].fetch("SELECT subject FROM login_failures")
     assert rows
     assert not any(customer.email.lower() in r["subject"].lower() for r in rows)
+
+
+async def test_a_burst_of_guesses_sent_at_once_gets_no_more_tries_than_one_by_one(
+    here: TestClient, customer: Customer
+) -> None:
+    answers = await asyncio.gather(
+        *(login(here, customer.email, f"Wrong-password-{i}") for i in range(25))
+    )
+    statuses = sorted(r.status for r in answers)
+    assert statuses == [401] * 10 + [429] * 15
+
+
+async def test_a_burst_from_one_address_gets_ten_tries_over_all_usernames(
+    here: TestClient,
+) -> None:
+    answers = await asyncio.gather(
+        *(login(here, unique_email("burst"), "Wrong-password-1") for _ in range(25))
+    )
+    assert sorted(r.status for r in answers) == [401] * 10 + [429] * 15
+
+
+async def test_a_successful_login_does_not_count_as_a_failure(
+    here: TestClient, customer: Customer
+) -> None:
+    await fail_logins(here, [customer.email] * 9)
+    assert (await login(here, customer.email, customer.password)).status == 201
+    await fail_logins(here, [customer.email])  # the tenth failure, not the eleventh attempt
+    await assert_blocked(await login(here, customer.email, customer.password))

@@ -44,6 +44,11 @@ class LoginBlocker:
     while blocked are refused before the password is checked and are not
     counted, so the block lifts `block_for` after the failure that tripped it;
     while the window still holds `limit` failures, one more failure blocks again.
+
+    An admitted attempt counts as a failure from the moment it is admitted, and
+    stops counting only once its password proved right. Admission is one at a time
+    per subject (an advisory lock), so a burst of guesses sent at once gets exactly
+    as many tries as one sent one by one.
     """
 
     def __init__(
@@ -53,30 +58,45 @@ class LoginBlocker:
         self._clock = clock
         self.policy = policy or BlockerPolicy()
 
-    async def check(self, username: str, address: str) -> None:
-        """Raise TooManyLoginAttempts when the username or the address is blocked."""
+    async def admit(self, username: str, address: str) -> list[int]:
+        """Count the attempt and return its ticket; TooManyLoginAttempts when blocked."""
         now = self._clock.now()
-        blocked = await self._pool.fetchval(
-            """SELECT EXISTS (
-                   SELECT 1 FROM login_failures
-                   WHERE subject = ANY($1::text[]) AND failed_at > $2
-                   GROUP BY subject
-                   HAVING count(*) >= $3 AND max(failed_at) > $4)""",
-            subjects(username, address),
-            now - self.policy.window,
-            self.policy.limit,
-            now - self.policy.block_for,
-        )
-        if blocked:
+        keys = subjects(username, address)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # In key order, so two attempts sharing both subjects cannot deadlock.
+            await conn.execute(
+                """SELECT pg_advisory_xact_lock(k)
+                   FROM (SELECT hashtextextended(s, 0) AS k FROM unnest($1::text[]) AS s
+                         ORDER BY k) AS ordered""",
+                keys,
+            )
+            # A new snapshot after the lock: it sees every attempt admitted before.
+            row = await conn.fetchrow(
+                """WITH blocked AS (
+                       SELECT EXISTS (
+                           SELECT 1 FROM login_failures
+                           WHERE subject = ANY($1::text[]) AND failed_at > $2
+                           GROUP BY subject
+                           HAVING count(*) >= $3 AND max(failed_at) > $4) AS yes),
+                   counted AS (
+                       INSERT INTO login_failures (subject, failed_at)
+                       SELECT unnest($1::text[]), $5 WHERE NOT (SELECT yes FROM blocked)
+                       RETURNING id)
+                   SELECT (SELECT yes FROM blocked) AS blocked,
+                          array(SELECT id FROM counted) AS ticket""",
+                keys,
+                now - self.policy.window,
+                self.policy.limit,
+                now - self.policy.block_for,
+                now,
+            )
+        if row["blocked"]:
             raise TooManyLoginAttempts()
+        return list(row["ticket"])
 
-    async def record_failure(self, username: str, address: str) -> None:
-        """Count one failed login against its username and its address."""
-        await self._pool.execute(
-            "INSERT INTO login_failures (subject, failed_at) SELECT unnest($1::text[]), $2",
-            subjects(username, address),
-            self._clock.now(),
-        )
+    async def succeeded(self, ticket: list[int]) -> None:
+        """The admitted attempt's password was right: it no longer counts as a failure."""
+        await self._pool.execute("DELETE FROM login_failures WHERE id = ANY($1::bigint[])", ticket)
 
     async def purge(self) -> int:
         """Forget failures that fell out of the window; returns how many."""

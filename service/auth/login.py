@@ -52,20 +52,19 @@ async def password_login(
     so a correct password does not get through while blocked.
     """
     blocker = app.get(BLOCKER)
+    ticket: list[int] = []
     if blocker is not None:
         try:
-            await blocker.check(username, address)
+            ticket = await blocker.admit(username, address)
         except TooManyLoginAttempts:
             metrics = app.get(METRICS)
             if metrics is not None:
                 metrics.login_blocks.inc()
             raise
-    try:
-        reference, generation = await authenticate(app, username, password)
-    except AuthenticationFailed:
-        if blocker is not None:
-            await blocker.record_failure(username, address)
-        raise
+    # A failure (or any error) leaves the attempt counted.
+    reference, generation = await authenticate(app, username, password)
+    if blocker is not None:
+        await blocker.succeeded(ticket)
     return await issue_pair(app, reference, generation)
 
 
