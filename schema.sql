@@ -164,7 +164,7 @@ CREATE INDEX IF NOT EXISTS refresh_tokens_expiry ON refresh_tokens (expires_at);
 
 CREATE TABLE IF NOT EXISTS login_failures (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    subject       text NOT NULL,   -- 'user:<email lower>' or 'addr:<client address>'
+    subject       text NOT NULL,   -- 'user:<sha256 of the lower-case username>' or 'addr:<client address>'
     failed_at     timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_failures_subject ON login_failures (subject, failed_at);

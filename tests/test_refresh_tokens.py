@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -272,3 +273,64 @@ async def test_purge_removes_expired_tokens_only(database: str) -> None:
         assert refresh.token_hash(expired) not in [r["token_hash"] for r in left]
     finally:
         await pool.close()
+
+
+# ------------------------------------------------------------------ races
+
+
+async def blocked_on_locks(conn: asyncpg.Connection, count: int) -> None:
+    """Wait until `count` sessions of this database wait for a row lock."""
+    async with asyncio.timeout(10):
+        while (
+            await conn.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+            )
+            < count
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def test_a_rotation_racing_a_password_change_leaves_no_live_successor(
+    client: TestClient, customer: Customer, database: str
+) -> None:
+    holder = await db.connect(database)
+    waiter = await db.connect(database)
+    try:
+        # Pin the token's row, so that the rotation is caught in the middle.
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(
+            "SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+            refresh.token_hash(customer.refresh_token),
+        )
+        rotation = asyncio.ensure_future(refresh_with(client, customer.refresh_token))
+        await blocked_on_locks(waiter, 1)
+        change = asyncio.ensure_future(
+            client.patch(
+                f"/customer-password/{customer.reference}",
+                json={
+                    "data": {
+                        "type": "customer-password",
+                        "attributes": {
+                            "password": customer.password,
+                            "newPassword": "Changed-Password-1",
+                            "confirmPassword": "Changed-Password-1",
+                        },
+                    }
+                },
+                headers=customer.headers,
+            )
+        )
+        await blocked_on_locks(waiter, 2)
+        await tx.rollback()
+        rotated, changed = await asyncio.gather(rotation, change)
+    finally:
+        await holder.close()
+        await waiter.close()
+    assert changed.status == 204
+    if rotated.status == 201:
+        successor = (await rotated.json())["data"]["attributes"]["refreshToken"]
+        await assert_refresh_fails(client, successor)
+    else:
+        assert rotated.status == 401

@@ -65,6 +65,17 @@ async def rotate(pool: asyncpg.Pool, token: str, now: datetime, ttl: int) -> Rot
     though the caller gets RefreshFailed).
     """
     async with pool.acquire() as conn, conn.transaction():
+        # The customer's row first, shared: a password change or an anonymisation
+        # (which write that row, then revoke every token) waits for this rotation to
+        # commit, and then revokes its successor too; one that came first makes us
+        # wait and read the token revoked. Customer, then token: the order they lock in.
+        await conn.execute(
+            """SELECT 1 FROM customers
+               WHERE customer_reference =
+                     (SELECT customer_reference FROM refresh_tokens WHERE token_hash = $1)
+               FOR SHARE""",
+            token_hash(token),
+        )
         # The row lock makes two concurrent rotations of one token a reuse.
         row = await conn.fetchrow(
             """SELECT r.family_id, r.customer_reference, r.expires_at, r.revoked_at,
