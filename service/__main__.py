@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 
@@ -36,8 +37,8 @@ def serve(settings: Settings) -> int:
             stop_embedded(server)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the command."""
+def parse(argv: list[str]) -> tuple[str, Settings]:
+    """The command and the settings: the environment's, with the options over them."""
     parser = argparse.ArgumentParser(prog="python -m service")
     parser.add_argument(
         "command",
@@ -45,15 +46,31 @@ def main(argv: list[str] | None = None) -> int:
         default="serve",
         choices=["serve", "replay", "verify", "migrate", "follow"],
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="service processes sharing the port (serve; default: WORKERS, else 1)",
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.workers is not None:
+        if args.workers < 1:
+            parser.error("--workers must be at least 1")
+        settings = dataclasses.replace(settings, workers=args.workers)
+    return args.command, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["follow"]:  # a feed consumer: needs no database, takes its own options
         from service import feed_follow
 
         return feed_follow.main(argv[1:])
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    command, settings = parse(argv)
     setup_logging(settings.log_level)
-    if args.command == "serve":
+    if command == "serve":
         return serve(settings)
     from service import maintenance
 
@@ -63,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        return asyncio.run(maintenance.main(args.command, dsn, settings))
+        return asyncio.run(maintenance.main(command, dsn, settings))
     finally:
         if server is not None:
             from service.embedded import stop_embedded

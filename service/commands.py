@@ -80,10 +80,14 @@ def metadata_of(request: web.Request, customer: str | None = None) -> dict[str, 
         actor = principal.actor
     else:
         actor = f"customer:{customer}" if customer is not None else "anonymous"
+    request_id = request.get(REQUEST_ID)
     return {
         "actor": actor,
-        "request_id": request.get(REQUEST_ID),
-        "correlation_id": request.headers.get("X-Correlation-Id") or request.get(REQUEST_ID),
+        "request_id": request_id,
+        # The request is the message that caused these events; the correlation id
+        # ties them to whatever larger flow the client says the request belongs to.
+        "causation_id": request_id,
+        "correlation_id": request.headers.get("X-Correlation-Id") or request_id,
     }
 
 

@@ -136,6 +136,7 @@ async def test_events_come_in_stream_order_with_who_caused_them(
     metadata = items[-1]["attributes"]["metadata"]
     assert metadata["actor"] == f"customer:{customer.reference}"
     assert metadata["request_id"] == "req-audit-1"
+    assert metadata["causation_id"] == "req-audit-1"
     assert metadata["correlation_id"] == "corr-9"
     assert all(i["attributes"]["metadata"].get("request_id") for i in items)
 

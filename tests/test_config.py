@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from service.__main__ import parse
 from service.config import Settings
 
 
@@ -26,3 +29,15 @@ def test_an_empty_variable_counts_as_unset() -> None:
     assert s.hash_workers == (os.cpu_count() or 1)
     assert s.mail_batch_seconds == 0.2
     assert s.port == 8080
+
+
+def test_the_workers_option_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKERS", "4")
+    assert parse(["serve"])[1].workers == 4
+    assert parse(["serve", "--workers", "2"])[1].workers == 2
+
+
+def test_fewer_than_one_worker_is_refused() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["serve", "--workers", "0"])
+    assert exit_info.value.code == 2

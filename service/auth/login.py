@@ -118,7 +118,10 @@ async def _rehash(app: web.Application, reference: str, password: str) -> None:
             {
                 "actor": "system",
                 "reason": "argon2 parameters changed",
-                "request_id": request_id_var.get(),  # the login that revealed the old hash
+                # The login that revealed the old hash caused this event.
+                "request_id": request_id_var.get(),
+                "causation_id": request_id_var.get(),
+                "correlation_id": request_id_var.get(),
             },
         )
     except ConcurrencyError:
