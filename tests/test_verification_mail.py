@@ -354,3 +354,29 @@ async def test_a_temporary_recipient_refusal_is_retried_until_it_is_taken(
     delivery = await delivery_of(conn, doc["data"]["id"])
     assert delivery["delivered_at"] is not None
     assert delivery["failed_at"] is None
+
+
+async def test_each_delivery_is_recorded_as_its_mail_goes_out_not_at_the_batch_end(
+    client: TestClient, app: web.Application, smtp: MailSink, conn: asyncpg.Connection
+) -> None:
+    refs = [(await register(client, email=unique_email("mail.crash")))["data"]["id"] for _ in "ab"]
+    await wait_for_mailer(app)
+    events = [
+        e
+        for ref in refs
+        for e in await app[STORE].read_stream(f"customer-{ref}")
+        if e.event_type == "CustomerCreated"
+    ]
+    await conn.execute(
+        "DELETE FROM mail_deliveries WHERE event_id = ANY($1::uuid[])", [e.event_id for e in events]
+    )
+    mailer = Mailer(
+        app[POOL], SmtpTarget(host="127.0.0.1", port=smtp.port), app[ONETIME], app[SETTINGS]
+    )
+    try:
+        await mailer.prepare(events)
+        await mailer.handle(events[0])
+        # A crash here, before the batch's end, must not send the first mail again.
+        assert (await delivery_of(conn, refs[0]))["delivered_at"] is not None
+    finally:
+        await mailer.close()

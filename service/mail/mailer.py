@@ -32,8 +32,9 @@ __all__ = ["Mailer", "SmtpTarget"]
 class Mailer:
     """Sends the mail an event asks for; a delivery row per event id makes it once-only.
 
-    Works in batches (events.subscribers.Batching): one lookup of what was delivered
-    already and one write of what went out per batch, not two round trips per mail.
+    Works in batches (events.subscribers.Batching): one lookup per batch of what was
+    delivered already. Each delivery is recorded right after its mail went out, so a
+    crash can send at most the one mail in flight twice (with the same Message-ID).
     """
 
     name = "mailer"
@@ -55,9 +56,8 @@ class Mailer:
         # A lone registration's mail leaves at once; under a stream, mails go out in
         # batches at most this often (a confirmation mail may well be 0.2 s later).
         self.pass_interval = settings.mail_batch_seconds
-        # Of the batch in hand: what went out before (prepare), what went out now (flush).
+        # Of the batch in hand: what went out (or was given up) before, and since.
         self._delivered: set[UUID] = set()
-        self._sent: dict[UUID, str] = {}
 
     async def prepare(self, events: Sequence[RecordedEvent]) -> None:
         """Look up which of the batch's mails went out (or were given up) already, in one
@@ -71,26 +71,13 @@ class Mailer:
         self._delivered = {r["event_id"] for r in rows}
 
     async def flush(self) -> None:
-        """Record the mails sent since the last flush, in one statement."""
-        if not self._sent:
-            return
-        sent = self._sent
-        await self._pool.execute(
-            """INSERT INTO mail_deliveries (event_id, kind, attempts, delivered_at)
-               SELECT id, kind, 1, now() FROM unnest($1::uuid[], $2::text[]) AS s(id, kind)
-               ON CONFLICT (event_id) DO UPDATE
-               SET attempts = mail_deliveries.attempts + 1, delivered_at = now()""",
-            list(sent),
-            list(sent.values()),
-        )
-        # Cleared only once written: a failed write is retried at the next checkpoint.
-        self._sent = {}
+        """Nothing to write: each delivery is recorded as soon as its mail went out."""
 
     async def handle(self, event: RecordedEvent) -> None:
         """Send the event's mail unless it was delivered already."""
         if event.erased:
             return  # the customer was anonymised before we got to it
-        if event.event_id in self._delivered or event.event_id in self._sent:
+        if event.event_id in self._delivered:
             return
         composed = await self._compose(event)
         if composed is None:
@@ -112,7 +99,16 @@ class Mailer:
                 event.event_type,
             )
             raise RetryLater(f"SMTP: {describe(exc)}") from exc
-        self._sent[event.event_id] = event.event_type
+        # At once, not once per batch: a crash now re-sends at most this one mail.
+        await self._pool.execute(
+            """INSERT INTO mail_deliveries (event_id, kind, attempts, delivered_at)
+               VALUES ($1, $2, 1, now())
+               ON CONFLICT (event_id) DO UPDATE
+               SET attempts = mail_deliveries.attempts + 1, delivered_at = now()""",
+            event.event_id,
+            event.event_type,
+        )
+        self._delivered.add(event.event_id)
         if self._metrics is not None:
             self._metrics.mail_sent.labels(event.event_type).inc()
 
