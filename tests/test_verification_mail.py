@@ -214,6 +214,15 @@ async def test_local_sink_writes_each_mail_to_its_folder(tmp_path: Path) -> None
     assert b"http://shop.test/c?token=2" in (tmp_path / "mail" / "000002.eml").read_bytes()
 
 
+async def test_a_restarted_local_sink_numbers_on_and_overwrites_no_mail(tmp_path: Path) -> None:
+    for _ in range(2):
+        sink = MailSink(directory=tmp_path / "mail")
+        await sink.start()
+        await send_numbered(sink, 2)
+    files = sorted(p.name for p in (tmp_path / "mail").iterdir())
+    assert files == ["000001.eml", "000002.eml", "000003.eml", "000004.eml"]
+
+
 async def offer_again(app: web.Application, smtp: MailSink, reference: str) -> None:
     """Offer a customer's CustomerCreated event to a second mailer, as after a crash
     before the checkpoint moved: prepare its batch, then handle it."""

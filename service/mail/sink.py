@@ -40,6 +40,7 @@ class MailSink:
         self.smtputf8 = smtputf8
         self.refused_recipients: set[str] = set()  # lower-case addresses
         self.received = 0  # messages accepted so far
+        self._saved = 0  # number of the newest file in the directory
         # Each kept message's bytes, and its parsed form once a reader asked.
         self._kept: deque[tuple[bytes, list[EmailMessage]]] = deque(maxlen=keep)
         self.refused = 0
@@ -68,7 +69,8 @@ class MailSink:
         self.received += 1
         self._kept.append((raw, []))
         if self.directory is not None:
-            (self.directory / f"{self.received:06d}.eml").write_bytes(raw)
+            self._saved += 1
+            (self.directory / f"{self._saved:06d}.eml").write_bytes(raw)
         # The local sink is a development tool: its links are logged unredacted on
         # purpose (they are how a developer confirms an account without a mailbox).
         if log.isEnabledFor(logging.INFO):
@@ -96,6 +98,11 @@ class MailSink:
         """Listen on host:port (0 picks a free port); returns the port."""
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
+            # After a restart, numbering goes on: the folder keeps every mail.
+            self._saved = max(
+                (int(p.stem) for p in self.directory.glob("*.eml") if p.stem.isdigit()),
+                default=0,
+            )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._session, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
