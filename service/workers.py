@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -219,8 +221,26 @@ async def _watch(
         stopping.cancel()
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether nobody listens on host:port. Workers bind with SO_REUSEPORT, which would
+    let them share a port with another instance of the service and split its traffic
+    without a word; a plain bind is refused instead."""
+    if port == 0:
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 def serve(settings: Settings, dsn: str) -> int:
-    """Serve with `settings.workers` processes (1: this one)."""
+    """Serve with `settings.workers` processes (1: this one); 1 when a port is taken."""
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -228,15 +248,25 @@ def serve(settings: Settings, dsn: str) -> int:
     # Generate missing keys once, before any worker could race to write them.
     keys.master_key(settings)
     keys.signing_key_pem(settings)
-    if settings.workers <= 1:
-        asyncio.run(run_worker(settings, dsn, reuse_port=False))
-        return 0
-    metrics_dir, own = _metrics_dir()
     try:
-        return asyncio.run(supervise(settings, dsn, metrics_dir))
-    finally:
-        if own:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if settings.workers <= 1:
+            asyncio.run(run_worker(settings, dsn, reuse_port=False))
+            return 0
+        if not _port_is_free(settings.host, settings.port):
+            raise OSError(errno.EADDRINUSE, f"{settings.host}:{settings.port} is in use")
+        metrics_dir, own = _metrics_dir()
+        try:
+            return asyncio.run(supervise(settings, dsn, metrics_dir))
+        finally:
+            if own:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # A message, not a traceback: the usual cause is another server (or another
+        # copy of this one) already on PORT, or on SMTP_PORT for the local mail sink.
+        log.error("cannot listen, address already in use: %s", exc.strerror or exc)
+        return 1
 
 
 def main() -> int:

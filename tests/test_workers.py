@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -158,3 +159,35 @@ async def test_a_worker_that_dies_is_replaced(
         assert first[0] not in now[-2:]
     finally:
         assert await service.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_taken_port_stops_the_service_with_a_message_not_a_traceback(
+    database: str, smtp: MailSink, data_dir: Path, workers: int
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = await Service(database, smtp.port, data_dir, workers=workers, port=port).start(
+            ready=False
+        )
+        async with asyncio.timeout(30):
+            code = await service.wait()
+    assert code == 1
+    assert "address already in use" in service.log_text()
+    assert "Traceback" not in service.log_text()
+
+
+async def test_a_second_service_with_workers_does_not_share_the_first_ones_port(
+    database: str, smtp: MailSink, data_dir: Path
+) -> None:
+    first = await Service(database, smtp.port, data_dir, workers=2).start()
+    try:
+        second = await Service(database, smtp.port, data_dir, workers=2, port=first.port).start(
+            ready=False
+        )
+        async with asyncio.timeout(30):
+            assert await second.wait() == 1
+    finally:
+        assert await first.stop() == 0
