@@ -162,11 +162,48 @@ CREATE INDEX IF NOT EXISTS refresh_tokens_customer ON refresh_tokens (customer_r
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family_id);
 CREATE INDEX IF NOT EXISTS refresh_tokens_expiry ON refresh_tokens (expires_at);
 
-CREATE TABLE IF NOT EXISTS login_failures (
+-- Unlogged: every login writes here (an attempt counts from its admission until its
+-- password proved right), and no counter needs to outlive a crash; without WAL those
+-- writes cost no log flush.
+CREATE UNLOGGED TABLE IF NOT EXISTS login_failures (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     subject       text NOT NULL,   -- 'user:<sha256 of the lower-case username>' or 'addr:<client address>'
     failed_at     timestamptz NOT NULL
 );
+DO $$
+BEGIN
+    IF (SELECT relpersistence FROM pg_class WHERE oid = 'login_failures'::regclass) = 'p' THEN
+        ALTER TABLE login_failures SET UNLOGGED;  -- made by schema version 1
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS login_failures_subject ON login_failures (subject, failed_at);
+
+-- Admit a login attempt: NULL when a subject is blocked, else the ids of the rows that
+-- count it. One attempt at a time per subject (the lock, held to the statement's end);
+-- each query after the lock sees every attempt admitted before (a volatile function's
+-- queries take fresh snapshots). One round trip, no explicit transaction.
+CREATE OR REPLACE FUNCTION login_admit(
+    subjects text[], since timestamptz, lim integer, blocked_since timestamptz, at timestamptz
+) RETURNS bigint[] LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    ticket bigint[];
+BEGIN
+    -- In key order, so two attempts sharing both subjects cannot deadlock.
+    PERFORM pg_advisory_xact_lock(k)
+    FROM (SELECT hashtextextended(s, 0) AS k FROM unnest(subjects) AS s ORDER BY k) AS ordered;
+    IF EXISTS (
+        SELECT 1 FROM login_failures
+        WHERE subject = ANY (subjects) AND failed_at > since
+        GROUP BY subject
+        HAVING count(*) >= lim AND max(failed_at) > blocked_since
+    ) THEN
+        RETURN NULL;
+    END IF;
+    WITH counted AS (
+        INSERT INTO login_failures (subject, failed_at) SELECT unnest(subjects), at RETURNING id
+    )
+    SELECT array_agg(id) INTO ticket FROM counted;
+    RETURN ticket;
+END $$;
 
 INSERT INTO schema_migrations (version) VALUES (1), (2) ON CONFLICT DO NOTHING;

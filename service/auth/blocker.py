@@ -59,40 +59,20 @@ class LoginBlocker:
         self.policy = policy or BlockerPolicy()
 
     async def admit(self, username: str, address: str) -> list[int]:
-        """Count the attempt and return its ticket; TooManyLoginAttempts when blocked."""
+        """Count the attempt and return its ticket; TooManyLoginAttempts when blocked.
+        (schema.sql's login_admit: the lock, the check and the count in one statement.)"""
         now = self._clock.now()
-        keys = subjects(username, address)
-        async with self._pool.acquire() as conn, conn.transaction():
-            # In key order, so two attempts sharing both subjects cannot deadlock.
-            await conn.execute(
-                """SELECT pg_advisory_xact_lock(k)
-                   FROM (SELECT hashtextextended(s, 0) AS k FROM unnest($1::text[]) AS s
-                         ORDER BY k) AS ordered""",
-                keys,
-            )
-            # A new snapshot after the lock: it sees every attempt admitted before.
-            row = await conn.fetchrow(
-                """WITH blocked AS (
-                       SELECT EXISTS (
-                           SELECT 1 FROM login_failures
-                           WHERE subject = ANY($1::text[]) AND failed_at > $2
-                           GROUP BY subject
-                           HAVING count(*) >= $3 AND max(failed_at) > $4) AS yes),
-                   counted AS (
-                       INSERT INTO login_failures (subject, failed_at)
-                       SELECT unnest($1::text[]), $5 WHERE NOT (SELECT yes FROM blocked)
-                       RETURNING id)
-                   SELECT (SELECT yes FROM blocked) AS blocked,
-                          array(SELECT id FROM counted) AS ticket""",
-                keys,
-                now - self.policy.window,
-                self.policy.limit,
-                now - self.policy.block_for,
-                now,
-            )
-        if row["blocked"]:
+        ticket = await self._pool.fetchval(
+            "SELECT login_admit($1::text[], $2, $3, $4, $5)",
+            subjects(username, address),
+            now - self.policy.window,
+            self.policy.limit,
+            now - self.policy.block_for,
+            now,
+        )
+        if ticket is None:
             raise TooManyLoginAttempts()
-        return list(row["ticket"])
+        return list(ticket)
 
     async def succeeded(self, ticket: list[int]) -> None:
         """The admitted attempt's password was right: it no longer counts as a failure."""
