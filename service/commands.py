@@ -16,6 +16,7 @@ from events.store import ConcurrencyError, EventStore, StreamErased
 from events.types import Event, NewEvent, RecordedEvent
 from service.domain.customer import CustomerState, fold
 from service.domain.errors import ConcurrentModification, DomainError
+from service.middlewares import ID_PATTERN
 from service.typedefs import PRINCIPAL, REQUEST_ID, STATES, STORE
 
 ATTEMPTS = 5
@@ -81,13 +82,16 @@ def metadata_of(request: web.Request, customer: str | None = None) -> dict[str, 
     else:
         actor = f"customer:{customer}" if customer is not None else "anonymous"
     request_id = request.get(REQUEST_ID)
+    # Metadata is never shredded: only an identifier is kept, not free text that
+    # could carry personal data.
+    sent = request.headers.get("X-Correlation-Id", "")
     return {
         "actor": actor,
         "request_id": request_id,
         # The request is the message that caused these events; the correlation id
         # ties them to whatever larger flow the client says the request belongs to.
         "causation_id": request_id,
-        "correlation_id": request.headers.get("X-Correlation-Id") or request_id,
+        "correlation_id": sent if ID_PATTERN.fullmatch(sent) else request_id,
     }
 
 

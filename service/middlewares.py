@@ -38,7 +38,8 @@ from service.typedefs import BODY, METRICS, POOL, PRINCIPAL, REQUEST_ID, SETTING
 
 log = logging.getLogger("glue.http")
 access = logging.getLogger("glue.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# What an identifier sent by a client (X-Request-Id, X-Correlation-Id) may look like.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -105,7 +106,7 @@ def _ranked_languages(header: str) -> list[str]:
 async def outermost(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, Glue error documents for every failure, metrics and the access log."""
     sent = request.headers.get("X-Request-Id", "")
-    request_id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    request_id = sent if ID_PATTERN.fullmatch(sent) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     started = time.perf_counter()

@@ -141,6 +141,25 @@ async def test_events_come_in_stream_order_with_who_caused_them(
     assert all(i["attributes"]["metadata"].get("request_id") for i in items)
 
 
+async def test_a_correlation_id_that_is_no_identifier_is_not_recorded(
+    client: TestClient, customer: Customer
+) -> None:
+    resp = await client.patch(
+        f"/customers/{customer.reference}",
+        json={
+            "data": {"type": "customers", "id": customer.reference, "attributes": {"lastName": "X"}}
+        },
+        headers=customer.headers
+        | {
+            "X-Request-Id": "req-audit-2",
+            "X-Correlation-Id": "order for Jane Roe, jane@example.com",
+        },
+    )
+    assert resp.status == 200
+    metadata = (await stream_of(client, customer.reference))[-1]["attributes"]["metadata"]
+    assert metadata["correlation_id"] == "req-audit-2"
+
+
 async def test_events_of_an_anonymised_customer_read_with_personal_fields_null(
     client: TestClient,
 ) -> None:
