@@ -227,3 +227,36 @@ async def test_a_successful_login_does_not_count_as_a_failure(
     assert (await login(here, customer.email, customer.password)).status == 201
     await fail_logins(here, [customer.email])  # the tenth failure, not the eleventh attempt
     await assert_blocked(await login(here, customer.email, customer.password))
+
+
+async def change_password(c: TestClient, customer: Customer, current: str) -> Any:
+    return await c.patch(
+        f"/customer-password/{customer.reference}",
+        json={
+            "data": {
+                "type": "customer-password",
+                "attributes": {
+                    "password": current,
+                    "newPassword": "Changed-Password-1",
+                    "confirmPassword": "Changed-Password-1",
+                },
+            }
+        },
+        headers=customer.headers,
+    )
+
+
+async def test_ten_wrong_current_passwords_block_the_password_change(
+    here: TestClient, customer: Customer
+) -> None:
+    for _ in range(10):
+        assert (await change_password(here, customer, "Wrong-password-1")).status == 400
+    await assert_blocked(await change_password(here, customer, customer.password))
+
+
+async def test_wrong_current_passwords_count_towards_the_login_block(
+    here: TestClient, elsewhere: TestClient, customer: Customer
+) -> None:
+    for _ in range(10):
+        assert (await change_password(here, customer, "Wrong-password-1")).status == 400
+    await assert_blocked(await login(elsewhere, customer.email, customer.password))

@@ -13,6 +13,7 @@ from aiohttp import web
 from events.customer import CustomerPasswordChanged, CustomerPasswordResetRequested, customer_stream
 from events.types import Event, NewEvent
 from service.auth import refresh
+from service.auth.login import client_address
 from service.auth.onetime import RESTORE, key_hash
 from service.commands import AfterAppend, execute, metadata_of, run
 from service.domain.customer import CustomerState
@@ -35,7 +36,7 @@ from service.schemas.passwords import (
     PasswordChangeSchema,
     RestorePasswordSchema,
 )
-from service.typedefs import BACKGROUND, BODY, CLOCK, HASHER, ONETIME, POOL, STORE
+from service.typedefs import BACKGROUND, BLOCKER, BODY, CLOCK, HASHER, ONETIME, POOL, STORE
 
 RESTORE_KEY_TTL = timedelta(hours=2)
 # Restore mails one customer gets per window. The answer stays 204 either way, but
@@ -72,7 +73,8 @@ def _revoke_refresh_tokens(reference: str, now: datetime) -> AfterAppend:
     summary="Change the caller's password (revokes every token issued before).",
 )
 async def change_password(request: web.Request) -> web.Response:
-    """204; 802 foreign, 420 charset, 422 mismatch, 408 wrong current password."""
+    """204; 802 foreign, 420 charset, 422 mismatch, 408 wrong current password, 429 after
+    10 wrong ones (the login blocker's counters)."""
     ref = request.match_info["ref"]
     attrs = PasswordChangeSchema().check(request[BODY].attributes)
     new_password: str = attrs["new_password"]
@@ -82,14 +84,21 @@ async def change_password(request: web.Request) -> web.Response:
     if new_password != attrs["confirm_password"]:
         raise NewPasswordsDiffer()
     app = request.app
-    current = await app[POOL].fetchval(
-        "SELECT password_hash FROM customers WHERE customer_reference = $1", ref
+    row = await app[POOL].fetchrow(
+        "SELECT password_hash, email FROM customers WHERE customer_reference = $1", ref
     )
-    if current is None:
+    if row is None:
         raise CustomerNotFound()
+    current: str = row["password_hash"]
+    # A stolen access token must not buy unlimited guesses at the password: the same
+    # counters as login (so these failures block logging in too, and vice versa).
+    blocker = app.get(BLOCKER)
+    ticket = await blocker.admit(row["email"], client_address(request)) if blocker else []
     hasher = app[HASHER]
     if not await hasher.verify(current, attrs["password"]):
         raise WrongPassword()
+    if blocker is not None:
+        await blocker.succeeded(ticket)
     new_hash = await hasher.hash(new_password)
 
     def decide(state: CustomerState) -> Sequence[Event]:
