@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -16,6 +18,8 @@ from service.logs import request_id_var
 from service.typedefs import BLOCKER, CLOCK, HASHER, METRICS, POOL, SETTINGS, STORE, TOKENS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,27 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+async def behind_blocker(
+    app: web.Application, username: str, address: str, check: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a password check behind the login blocker: refused (429) while the username
+    or the address is blocked, counted as a failure from admission until `check`
+    returns (it raises when the password is wrong, and the attempt stays counted)."""
+    blocker = app.get(BLOCKER)
+    if blocker is None:
+        return await check()
+    try:
+        ticket = await blocker.admit(username, address)
+    except TooManyLoginAttempts:
+        metrics = app.get(METRICS)
+        if metrics is not None:
+            metrics.login_blocks.inc()
+        raise
+    result = await check()
+    await blocker.succeeded(ticket)
+    return result
+
+
 async def password_login(
     app: web.Application, username: str, password: str, address: str
 ) -> TokenPair:
@@ -51,20 +76,9 @@ async def password_login(
     Blocked usernames and addresses are refused before the password is checked,
     so a correct password does not get through while blocked.
     """
-    blocker = app.get(BLOCKER)
-    ticket: list[int] = []
-    if blocker is not None:
-        try:
-            ticket = await blocker.admit(username, address)
-        except TooManyLoginAttempts:
-            metrics = app.get(METRICS)
-            if metrics is not None:
-                metrics.login_blocks.inc()
-            raise
-    # A failure (or any error) leaves the attempt counted.
-    reference, generation = await authenticate(app, username, password)
-    if blocker is not None:
-        await blocker.succeeded(ticket)
+    reference, generation = await behind_blocker(
+        app, username, address, lambda: authenticate(app, username, password)
+    )
     return await issue_pair(app, reference, generation)
 
 
@@ -109,6 +123,7 @@ async def _rehash(app: web.Application, reference: str, password: str) -> None:
     new_hash = await app[HASHER].hash(password)
     store = app[STORE]
     stream = customer_stream(reference)
+    request_id = request_id_var.get()  # the login that revealed the old hash
     try:
         version = await store.stream_version(stream)
         await store.append(
@@ -118,10 +133,9 @@ async def _rehash(app: web.Application, reference: str, password: str) -> None:
             {
                 "actor": "system",
                 "reason": "argon2 parameters changed",
-                # The login that revealed the old hash caused this event.
-                "request_id": request_id_var.get(),
-                "causation_id": request_id_var.get(),
-                "correlation_id": request_id_var.get(),
+                "request_id": request_id,
+                "causation_id": request_id,
+                "correlation_id": request_id,
             },
         )
     except ConcurrencyError:

@@ -13,7 +13,7 @@ from aiohttp import web
 from events.customer import CustomerPasswordChanged, CustomerPasswordResetRequested, customer_stream
 from events.types import Event, NewEvent
 from service.auth import refresh
-from service.auth.login import client_address
+from service.auth.login import behind_blocker, client_address
 from service.auth.onetime import RESTORE, key_hash
 from service.commands import AfterAppend, execute, metadata_of, run
 from service.domain.customer import CustomerState
@@ -36,7 +36,7 @@ from service.schemas.passwords import (
     PasswordChangeSchema,
     RestorePasswordSchema,
 )
-from service.typedefs import BACKGROUND, BLOCKER, BODY, CLOCK, HASHER, ONETIME, POOL, STORE
+from service.typedefs import BACKGROUND, BODY, CLOCK, HASHER, ONETIME, POOL, STORE
 
 RESTORE_KEY_TTL = timedelta(hours=2)
 # Restore mails one customer gets per window. The answer stays 204 either way, but
@@ -90,15 +90,15 @@ async def change_password(request: web.Request) -> web.Response:
     if row is None:
         raise CustomerNotFound()
     current: str = row["password_hash"]
+    hasher = app[HASHER]
+
+    async def check_current() -> None:
+        if not await hasher.verify(current, attrs["password"]):
+            raise WrongPassword()
+
     # A stolen access token must not buy unlimited guesses at the password: the same
     # counters as login (so these failures block logging in too, and vice versa).
-    blocker = app.get(BLOCKER)
-    ticket = await blocker.admit(row["email"], client_address(request)) if blocker else []
-    hasher = app[HASHER]
-    if not await hasher.verify(current, attrs["password"]):
-        raise WrongPassword()
-    if blocker is not None:
-        await blocker.succeeded(ticket)
+    await behind_blocker(app, row["email"], client_address(request), check_current)
     new_hash = await hasher.hash(new_password)
 
     def decide(state: CustomerState) -> Sequence[Event]:
