@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ Upcaster = Callable[[Payload], Payload]
 # number is no position at all, and the driver would refuse to send it.
 MAX_TRANSACTION_ID = 2**64 - 1
 MAX_POSITION = 2**63 - 1
-# str.isdigit() and int() also take signs, spaces, "_" and non-ASCII digits.
-_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -90,10 +87,16 @@ def format_cursor(transaction_id: int, position: int) -> str:
     return f"{transaction_id}-{position}"
 
 
+def is_decimal(text: str) -> bool:
+    """Plain ASCII digits only: int() also reads signs, spaces, "_" and digits such as
+    fullwidth ones, none of which a client's number should hold."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_cursor(cursor: str) -> tuple[int, int]:
     """Parse a feed cursor; raises ValueError when it is not one."""
     tx, sep, pos = cursor.partition("-")
-    if not sep or not _DIGITS.fullmatch(tx) or not _DIGITS.fullmatch(pos):
+    if not sep or not is_decimal(tx) or not is_decimal(pos):
         raise ValueError(f"not a cursor: {cursor!r}")
     transaction_id, position = int(tx), int(pos)
     if transaction_id > MAX_TRANSACTION_ID or position > MAX_POSITION:

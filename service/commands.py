@@ -135,7 +135,8 @@ async def execute(
         except _Unverified:
             continue
         except ConcurrencyError:
-            await _back_off(attempt)
+            if attempt < ATTEMPTS:  # no pause before the 409
+                await _back_off(attempt)
             continue
         except StreamErased:
             # The customer was anonymised after the state was read (or a stale cached

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -12,6 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from events import jsoncodec
+from events.types import is_decimal
 from service.errors import (
     INVALID_TYPE,
     PAGINATION_INVALID,
@@ -26,8 +26,6 @@ BODY_TYPES = ("application/vnd.api+json", "application/json")
 
 # PostgreSQL takes OFFSET as a bigint; a larger offset would fail in the driver.
 MAX_OFFSET = 2**63 - 1
-# int() also reads signs, spaces, "_" and non-ASCII digits: none is a page number.
-_DIGITS = re.compile(r"[0-9]+")
 
 
 def dumps(doc: Any) -> str:
@@ -188,7 +186,7 @@ def page_number(request: web.Request, name: str, default: int, low: int, high: i
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not _DIGITS.fullmatch(raw):
+    if not is_decimal(raw):
         raise GlueError(PAGINATION_INVALID)
     try:
         value = int(raw)
