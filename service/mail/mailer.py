@@ -92,22 +92,10 @@ class Mailer:
                 # Retrying would hold back every later mail behind this one for ever.
                 await self._give_up(event, exc)
                 return
-            await self._pool.execute(
-                """INSERT INTO mail_deliveries (event_id, kind, attempts) VALUES ($1, $2, 1)
-                   ON CONFLICT (event_id) DO UPDATE SET attempts = mail_deliveries.attempts + 1""",
-                event.event_id,
-                event.event_type,
-            )
+            await self._record(event, delivered=False)
             raise RetryLater(f"SMTP: {describe(exc)}") from exc
         # At once, not once per batch: a crash now re-sends at most this one mail.
-        await self._pool.execute(
-            """INSERT INTO mail_deliveries (event_id, kind, attempts, delivered_at)
-               VALUES ($1, $2, 1, now())
-               ON CONFLICT (event_id) DO UPDATE
-               SET attempts = mail_deliveries.attempts + 1, delivered_at = now()""",
-            event.event_id,
-            event.event_type,
-        )
+        await self._record(event, delivered=True)
         self._delivered.add(event.event_id)
         if self._metrics is not None:
             self._metrics.mail_sent.labels(event.event_type).inc()
@@ -124,15 +112,27 @@ class Mailer:
         )
         if self._metrics is not None:
             self._metrics.mail_undeliverable.labels(event.event_type).inc()
+        await self._record(event, delivered=False, failure=reason)
+
+    async def _record(
+        self, event: RecordedEvent, *, delivered: bool, failure: str | None = None
+    ) -> None:
+        """Count one attempt at the event's mail: delivered, given up (`failure`), or
+        neither (to be retried)."""
         await self._pool.execute(
-            """INSERT INTO mail_deliveries (event_id, kind, attempts, failed_at, failure)
-               VALUES ($1, $2, 1, now(), $3)
+            """INSERT INTO mail_deliveries (event_id, kind, attempts, delivered_at, failed_at,
+                                            failure)
+               VALUES ($1, $2, 1, CASE WHEN $3 THEN now() END,
+                       CASE WHEN $4::text IS NOT NULL THEN now() END, $4)
                ON CONFLICT (event_id) DO UPDATE
-               SET attempts = mail_deliveries.attempts + 1, failed_at = now(),
-                   failure = excluded.failure""",
+               SET attempts = mail_deliveries.attempts + 1,
+                   delivered_at = coalesce(excluded.delivered_at, mail_deliveries.delivered_at),
+                   failed_at = coalesce(excluded.failed_at, mail_deliveries.failed_at),
+                   failure = coalesce(excluded.failure, mail_deliveries.failure)""",
             event.event_id,
             event.event_type,
-            reason,
+            delivered,
+            failure,
         )
 
     async def close(self) -> None:
